@@ -1,0 +1,29 @@
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck clean
+
+# The venv is created and the project installed (editable, with test tools) on first use,
+# and again whenever pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)  ## the embedded default: dev server + UI, worker, API, outbox channel, demo data
+	COMEBACK_JOURNEYS=config/journeys.demo.toml $(BIN)/comeback dev --demo
+
+test: $(STAMP)  ## the whole suite (SQLite, PostgreSQL, time skipping, dev server, replay) and lint
+	$(BIN)/pytest -q
+	$(MAKE) lint
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

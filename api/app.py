@@ -1,0 +1,120 @@
+"""The HTTP API: order intake, the customer's outbox, health."""
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from api.intake import store_order
+from api.schemas import IntakeResult, MessageOut, OrderIn
+from models.contracts import PostPurchaseInput
+from models.db import make_engine
+from models.journeys import JourneysConfig, load_journeys
+from models.settings import Settings
+from models.tables import Customer, Message
+from starter.client import connect
+from starter.journeys import post_purchase_id, signal_purchase, start_post_purchase
+
+log = logging.getLogger(__name__)
+bearer = HTTPBearer(auto_error=False)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    client: Client | None = None,
+    config: JourneysConfig | None = None,
+) -> FastAPI:
+    """`engine`, `client` and `config` default to what the settings name; tests hand in their own."""
+    if not settings.api_token:
+        raise ValueError("COMEBACK_API_TOKEN is not set: the API refuses to run without a bearer token")
+    token = settings.api_token
+    engine = engine or make_engine(settings.database_url)
+    config = config or load_journeys(settings.journeys_path)
+    temporal: dict[str, Client] = {"client": client} if client else {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if "client" not in temporal:
+            temporal["client"] = await connect(settings)
+        yield
+
+    app = FastAPI(title="Comeback", summary="Customer-retention journeys on Temporal", lifespan=lifespan)
+
+    def authorized(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), token.encode()):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or wrong bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]} for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "invalid request", "errors": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/orders",
+        status_code=status.HTTP_202_ACCEPTED,
+        dependencies=[Depends(authorized)],
+        responses={200: {"model": IntakeResult, "description": "The order was already known"}},
+    )
+    async def post_order(order: OrderIn, response: Response) -> IntakeResult:
+        """Store the order and start its post-purchase journey; a purchase ends the customer's other journeys."""
+
+        def store() -> PostPurchaseInput:
+            with Session(engine) as session:
+                stored = store_order(session, order, config)
+            plan = config.journeys.post_purchase
+            return PostPurchaseInput(
+                customer_id=stored.customer_id, order_id=order.order_id, segment=stored.segment, plan=plan
+            )
+
+        journey = await run_in_threadpool(store)
+        workflow_id = post_purchase_id(order.order_id)
+        client = temporal["client"]
+        try:
+            # Also tried for a known order: its first POST may have been stored while Temporal was down.
+            started = None is not await start_post_purchase(client, settings.temporal_task_queue, journey)
+            if started:
+                await signal_purchase(client, journey.customer_id, order.order_id, skip=workflow_id)
+        except RPCError as e:
+            log.error("order %s stored, journey not started: %s", order.order_id, e)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "order stored; the journey could not start: retry this request"
+            ) from e
+        if not started:
+            response.status_code = status.HTTP_200_OK
+        return IntakeResult(workflow_id=workflow_id, status="started" if started else "exists")
+
+    @app.get("/customers/{customer_id}/messages", dependencies=[Depends(authorized)])
+    def customer_messages(customer_id: str) -> list[MessageOut]:
+        """The customer's outbox: every message a journey sent, skipped or failed, oldest first."""
+        with Session(engine) as session:
+            if session.get(Customer, customer_id) is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"no customer {customer_id!r}")
+            rows = session.exec(
+                select(Message).where(Message.customer_id == customer_id).order_by(col(Message.id))
+            ).all()
+            return [MessageOut.model_validate(row, from_attributes=True) for row in rows]
+
+    return app

@@ -1,0 +1,122 @@
+"""Storing an order: customer, consent, products, order and items, in one transaction."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from api.schemas import CustomerIn, OrderIn
+from models.contracts import Segment
+from models.journeys import JourneysConfig
+from models.store import consent_status
+from models.tables import Channel, Consent, ConsentStatus, Customer, Order, OrderItem, Product, utcnow
+
+
+@dataclass(frozen=True)
+class StoredOrder:
+    created: bool  # False: the order was already stored, and nothing was changed
+    customer_id: str
+    segment: Segment
+
+
+def store_order(session: Session, order: OrderIn, config: JourneysConfig) -> StoredOrder:
+    if session.get(Order, order.order_id) is None:
+        try:
+            _insert_order(session, order, config)
+            session.commit()
+            created = True
+        except IntegrityError:  # the same order, posted concurrently, was stored first
+            session.rollback()
+            if session.get(Order, order.order_id) is None:
+                raise
+            created = False
+    else:
+        created = False
+    stored = session.get(Order, order.order_id)
+    assert stored is not None
+    return StoredOrder(created, stored.customer_id, customer_segment(session, stored.customer_id, config))
+
+
+def customer_segment(session: Session, customer_id: str, config: JourneysConfig) -> Segment:
+    count, value = session.exec(
+        select(func.count(col(Order.id)), func.coalesce(func.sum(Order.total), 0)).where(
+            Order.customer_id == customer_id
+        )
+    ).one()
+    return config.segments.of(int(count), Decimal(value))
+
+
+def _insert_order(session: Session, order: OrderIn, config: JourneysConfig) -> None:
+    upsert_customer(session, order.customer, config, source="checkout")
+    for item in order.items:
+        product = session.get(Product, item.sku) or Product(sku=item.sku, name=item.name)
+        product.name = item.name
+        product.category = item.category or product.category
+        product.url = item.url or product.url
+        product.image_url = item.image_url or product.image_url
+        product.price = product.price if product.price is not None else item.unit_price
+        session.add(product)
+    session.add(
+        Order(
+            id=order.order_id,
+            customer_id=order.customer.id,
+            placed_at=order.placed_at,
+            currency=order.currency,
+            total=order.total,
+            coupon_code=order.coupon_code,
+        )
+    )
+    session.flush()  # the order row exists before its items reference it
+    session.add_all(
+        OrderItem(
+            order_id=order.order_id,
+            sku=item.sku,
+            name=item.name,
+            quantity=item.quantity,
+            unit_price=item.unit_price,
+            size=item.size,
+            color=item.color,
+        )
+        for item in order.items
+    )
+
+
+def upsert_customer(session: Session, incoming: CustomerIn, config: JourneysConfig, *, source: str) -> Customer:
+    """Fields that are given replace stored ones; fields left out keep what we know."""
+    customer = session.get(Customer, incoming.id) or Customer(id=incoming.id)
+    profile = incoming.model_dump(exclude_unset=True, exclude_none=True, exclude={"id", "sms_consent", "email_consent"})
+    for field, value in profile.items():
+        setattr(customer, field, value)
+    customer.updated_at = utcnow()
+    session.add(customer)
+    session.flush()
+    brand = config.brand
+    for channel, given, wording in (
+        (Channel.sms, incoming.sms_consent, brand.sms_consent_wording),
+        (Channel.email, incoming.email_consent, brand.email_consent_wording),
+    ):
+        status = _consent_change(consent_status(session, customer.id, channel), given)
+        if status is not None:
+            session.add(
+                Consent(
+                    customer_id=customer.id,
+                    channel=channel,
+                    status=status,
+                    source=source,
+                    wording=wording,
+                    wording_version=brand.consent_wording_version,
+                )
+            )
+    return customer
+
+
+def _consent_change(current: ConsentStatus | None, given: bool | None) -> ConsentStatus | None:
+    """A ticked box grants consent. An unticked one is recorded as denied only where nothing was known:
+    it never revokes an earlier opt-in (opting out is STOP or unsubscribe, which are explicit)."""
+    if given is True and current != ConsentStatus.granted:
+        return ConsentStatus.granted
+    if given is False and current is None:
+        return ConsentStatus.denied
+    return None

@@ -1,0 +1,119 @@
+"""What the shop's backend sends us, validated before anything is stored."""
+
+import re
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+import pycountry
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from models.settings import get_settings
+from models.tables import Channel
+
+# Ids from the shop's systems end up in workflow ids and visibility queries: no quotes, no spaces.
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@/+\-]+$")]
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=3, allow_inf_nan=False)]
+
+
+def _phone(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, get_settings().default_region)
+    except phonenumbers.NumberParseException as e:
+        raise ValueError(f"not a phone number: {e}") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise ValueError(str(e)) from None
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone such as 'America/Los_Angeles'") from None
+    return value
+
+
+def _currency(value: str) -> str:
+    code = value.upper()
+    if not re.fullmatch(r"[A-Z]{3}", code) or pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+    return code
+
+
+Phone = Annotated[str, Field(max_length=40), AfterValidator(_phone)]
+Email = Annotated[str, Field(max_length=320), AfterValidator(_email)]
+TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+Currency = Annotated[str, AfterValidator(_currency)]
+
+
+class CustomerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Identifier
+    first_name: str | None = Field(None, max_length=100)
+    last_name: str | None = Field(None, max_length=100)
+    email: Email | None = None
+    phone: Phone | None = None
+    timezone: TimeZone | None = None
+    birthday: date | None = None
+    preferred_channel: Channel | None = None
+    sms_consent: bool | None = None  # ticked at checkout; None: not asked
+    email_consent: bool | None = None
+
+
+class OrderItemIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sku: Identifier
+    name: str = Field(min_length=1, max_length=300)
+    category: str | None = Field(None, max_length=100)
+    quantity: int = Field(ge=1, le=10_000)
+    unit_price: Money
+    size: str | None = Field(None, max_length=32)
+    color: str | None = Field(None, max_length=32)
+    url: str | None = Field(None, max_length=2000, pattern=r"^https?://")
+    image_url: str | None = Field(None, max_length=2000, pattern=r"^https?://")
+
+
+class OrderIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: Identifier
+    placed_at: AwareDatetime
+    currency: Currency
+    total: Money
+    coupon_code: str | None = Field(None, max_length=64)
+    customer: CustomerIn
+    items: list[OrderItemIn] = Field(min_length=1, max_length=500)
+
+
+class IntakeResult(BaseModel):
+    workflow_id: str
+    status: str  # "started" | "exists"
+
+
+class MessageOut(BaseModel):
+    id: int
+    journey: str
+    step: str
+    channel: Channel | None
+    status: str
+    reason: str | None
+    template: str | None
+    subject: str | None
+    body: str | None
+    provider: str | None
+    provider_id: str | None
+    created_at: datetime
+    sent_at: datetime | None

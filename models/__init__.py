@@ -1,0 +1,1 @@
+"""What is stored (SQLModel tables) and what crosses Temporal (pydantic contracts)."""

@@ -1,0 +1,137 @@
+"""What is stored. Money is Decimal; every timestamp is an aware UTC datetime, on SQLite as on PostgreSQL."""
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Numeric, String, TypeDecorator, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores UTC, hands back aware datetimes: SQLite would otherwise drop the zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; pass an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _timestamp() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def _money() -> Any:
+    return Field(sa_column=Column(Numeric(14, 3), nullable=False))
+
+
+class Channel(StrEnum):
+    sms = "sms"
+    email = "email"
+
+
+class ConsentStatus(StrEnum):
+    granted = "granted"
+    denied = "denied"
+    revoked = "revoked"
+
+
+class MessageStatus(StrEnum):
+    pending = "pending"  # row written, provider not yet confirmed
+    sent = "sent"  # the provider accepted it (the outbox channel: recorded)
+    skipped = "skipped"  # the send policy decided not to send; `reason` says why
+    failed = "failed"  # a permanent provider error
+
+
+class Customer(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=128)
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    phone: str | None = Field(default=None, max_length=20, index=True)  # E.164
+    email: str | None = Field(default=None, max_length=320, index=True)
+    timezone: str | None = Field(default=None, max_length=64)
+    birthday: date | None = None
+    preferred_channel: Channel | None = Field(default=None, sa_type=String(8))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class Consent(SQLModel, table=True):
+    """An append-only log: a customer's consent for a channel is their latest row for it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    channel: Channel = Field(sa_type=String(8))
+    status: ConsentStatus = Field(sa_type=String(16))
+    source: str = Field(max_length=64)  # checkout, sms_keyword, api, ...
+    wording: str | None = None  # the exact text the customer agreed to
+    wording_version: str | None = Field(default=None, max_length=32)
+    recorded_at: datetime = _timestamp()
+
+
+class Product(SQLModel, table=True):
+    sku: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=300)
+    category: str | None = Field(default=None, max_length=100, index=True)
+    url: str | None = Field(default=None, max_length=2000)
+    image_url: str | None = Field(default=None, max_length=2000)
+    price: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 3)))
+
+
+class Order(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=128)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    placed_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    currency: str = Field(max_length=3)
+    total: Decimal = _money()
+    coupon_code: str | None = Field(default=None, max_length=64)
+    created_at: datetime = _timestamp()
+
+
+class OrderItem(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="order.id", index=True, max_length=128)
+    sku: str = Field(foreign_key="product.sku", max_length=128)
+    name: str = Field(max_length=300)
+    quantity: int
+    unit_price: Decimal = _money()
+    size: str | None = Field(default=None, max_length=32)
+    color: str | None = Field(default=None, max_length=32)
+
+
+class Message(SQLModel, table=True):
+    """The outbox. A row is written before a provider is called, under a unique idempotency key."""
+
+    __table_args__ = (UniqueConstraint("idempotency_key", name="uq_message_idempotency_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    idempotency_key: str = Field(max_length=300)  # {workflow_id}/{step}
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    channel: Channel | None = Field(default=None, sa_type=String(8))  # None when skipped before a channel was chosen
+    journey: str = Field(max_length=64, index=True)
+    step: str = Field(max_length=64)
+    template: str | None = Field(default=None, max_length=200)
+    subject: str | None = Field(default=None, max_length=300)
+    body: str | None = None
+    status: MessageStatus = Field(sa_type=String(16))
+    reason: str | None = Field(default=None, max_length=200)
+    provider: str | None = Field(default=None, max_length=32)
+    provider_id: str | None = Field(default=None, max_length=128)
+    created_at: datetime = _timestamp()
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    updated_at: datetime = _timestamp()

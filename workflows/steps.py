@@ -1,0 +1,102 @@
+"""The shared vocabulary every journey is built from: wait (cut short by an exit signal), send, stage, end.
+
+Deterministic: no I/O, no clock but workflow.now(). Activities are called by name, so no database, template
+or provider library is imported into the workflow sandbox.
+"""
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from models import search
+    from models.contracts import (
+        JourneyResult,
+        JourneyState,
+        PurchaseSignal,
+        SendRequest,
+        SendResult,
+        StepOutcome,
+        StepPlan,
+    )
+
+SEND_TIMEOUT = timedelta(seconds=60)
+# A send is retried until it succeeds (a database or provider outage delays it, never drops it);
+# permanent failures are raised non-retryable by the activity.
+SEND_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+
+
+class Journey:
+    """Base of every journey workflow: state, the `state` query and the signals that end a journey."""
+
+    journey: str = ""
+
+    def __init__(self) -> None:
+        self._exit: str | None = None
+        self._state = JourneyState(journey=self.journey, stage="")
+
+    @workflow.signal
+    def purchase(self, signal: PurchaseSignal) -> None:
+        """The customer bought again: journeys that win customers back have done their job."""
+        workflow.logger.info("purchase %s: ending the journey", signal.order_id)
+        self._exit = self._exit or "purchased"
+
+    @workflow.query
+    def state(self) -> JourneyState:
+        return self._state
+
+    async def wait_until(self, when: datetime, next_step: str) -> bool:
+        """Sleep until `when` (one timer); False when an exit signal ends the journey first."""
+        self._state.next_step, self._state.next_wake_up = next_step, when
+        workflow.set_current_details(f"Waiting until {when:%Y-%m-%d %H:%M:%S} UTC to send {next_step}.")
+        delay = when - workflow.now()
+        if self._exit is None and delay > timedelta(0):
+            try:
+                await workflow.wait_condition(lambda: self._exit is not None, timeout=delay)
+            except TimeoutError:
+                pass
+        self._state.next_wake_up = None
+        return self._exit is None
+
+    async def send(self, request: SendRequest) -> SendResult | None:
+        """Send one step through the send policy; a deferred step sleeps and tries again. None: journey ended."""
+        while True:
+            workflow.set_current_details(f"Sending {request.step}.")
+            result: SendResult = await workflow.execute_activity(
+                "send_message",
+                request,
+                result_type=SendResult,
+                start_to_close_timeout=SEND_TIMEOUT,
+                retry_policy=SEND_RETRY,
+                summary=f"{request.step} ({'/'.join(request.channels)}) to customer {request.customer_id}",
+            )
+            if result.status != "deferred" or result.until is None:
+                self._state.steps_done.append(StepOutcome(step=request.step, at=workflow.now(), outcome=result.summary))
+                return result
+            if not await self.wait_until(result.until, request.step):
+                return None
+
+    def enter_stage(self, stage: str) -> None:
+        """Upsert JourneyStep only when the stage changes: each upsert is a billed action."""
+        if stage != self._state.stage:
+            self._state.stage = stage
+            workflow.upsert_search_attributes([search.JOURNEY_STEP.value_set(stage)])
+
+    def end(self, default: str = "completed") -> JourneyResult:
+        self._state.ended = self._exit or default
+        self._state.next_step = None
+        self.enter_stage(self._state.ended)
+        workflow.set_current_details(f"Ended: {self._state.ended}.")
+        return JourneyResult(ended=self._state.ended, steps_done=self._state.steps_done)
+
+    def step_request(self, step: StepPlan, customer_id: str, template: str, order_id: str | None = None) -> SendRequest:
+        return SendRequest(
+            customer_id=customer_id,
+            journey=self.journey,
+            step=step.name,
+            template=template,
+            channels=step.channels,
+            kind=step.kind,
+            order_id=order_id,
+        )
