@@ -4,6 +4,7 @@ Deterministic: no I/O, no clock but workflow.now(). Activities are called by nam
 or provider library is imported into the workflow sandbox.
 """
 
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -52,10 +53,8 @@ class Journey:
         workflow.set_current_details(f"Waiting until {when:%Y-%m-%d %H:%M:%S} UTC to send {next_step}.")
         delay = when - workflow.now()
         if self._exit is None and delay > timedelta(0):
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(lambda: self._exit is not None, timeout=delay)
-            except TimeoutError:
-                pass
         self._state.next_wake_up = None
         return self._exit is None
 
