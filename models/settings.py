@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     sendgrid_from_email: str | None = Field(None, validation_alias="SENDGRID_FROM_EMAIL")
     sendgrid_webhook_public_key: str | None = Field(None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY")
     sendgrid_api_host: str | None = Field(None, validation_alias="SENDGRID_API_HOST")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `FOO=` in a .env file or compose file means "not set", not "set to the empty string".
+        return None if value == "" else value
 
     @property
     def temporal_tls_enabled(self) -> bool:
