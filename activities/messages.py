@@ -62,6 +62,7 @@ class MessageActivities:
             raise ApplicationError(f"{key} is being sent by another attempt") from None
 
     def _deliver(self, session: Session, message: Message) -> None:
+        assert message.channel is not None, "a pending message has its channel"
         channel = Channel(message.channel)
         provider = self._channels.for_channel(channel)
         outgoing = OutgoingMessage(

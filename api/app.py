@@ -4,11 +4,12 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api.intake import store_order
+from api.intake import StoredOrder, store_order
 from api.schemas import IntakeResult, MessageOut, OrderIn
 from models.contracts import PostPurchaseInput
 from models.db import make_engine
@@ -62,10 +63,15 @@ def create_app(
             )
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e["loc"][1:]) or "body", "message": e["msg"]} for e in exc.errors()
-        ]
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI reads the body before the token check runs: a caller without the token learns nothing more.
+        route = request.scope.get("route")
+        if isinstance(route, APIRoute) and any(d.call is authorized for d in route.dependant.dependencies):
+            try:
+                authorized(await bearer(request))
+            except HTTPException as e:
+                return JSONResponse({"detail": e.detail}, e.status_code, headers=e.headers)
+        errors = [_field_error(e) for e in exc.errors()]
         return JSONResponse({"detail": "invalid request", "errors": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
 
     @app.get("/healthz")
@@ -81,26 +87,27 @@ def create_app(
     async def post_order(order: OrderIn, response: Response) -> IntakeResult:
         """Store the order and start its post-purchase journey; a purchase ends the customer's other journeys."""
 
-        def store() -> PostPurchaseInput:
+        def store() -> StoredOrder:
             with Session(engine) as session:
-                stored = store_order(session, order, config)
-            plan = config.journeys.post_purchase
-            return PostPurchaseInput(
-                customer_id=stored.customer_id, order_id=order.order_id, segment=stored.segment, plan=plan
-            )
+                return store_order(session, order, config)
 
-        journey = await run_in_threadpool(store)
+        stored = await run_in_threadpool(store)
+        journey = PostPurchaseInput(
+            customer_id=stored.customer_id,
+            order_id=order.order_id,
+            segment=stored.segment,
+            plan=config.journeys.post_purchase,
+        )
         workflow_id = post_purchase_id(order.order_id)
         client = temporal["client"]
         try:
-            # Also tried for a known order: its first POST may have been stored while Temporal was down.
+            # Both are tried for a known order too: its first POST may have been stored while Temporal was down.
             started = None is not await start_post_purchase(client, settings.temporal_task_queue, journey)
-            if started:
-                await signal_purchase(client, journey.customer_id, order.order_id, skip=workflow_id)
+            await signal_purchase(client, [post_purchase_id(o) for o in stored.earlier_orders], order.order_id)
         except RPCError as e:
-            log.error("order %s stored, journey not started: %s", order.order_id, e)
+            log.error("order %s stored, Temporal unreachable: %s", order.order_id, e)
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, "order stored; the journey could not start: retry this request"
+                status.HTTP_503_SERVICE_UNAVAILABLE, "order stored; Temporal could not be reached: retry this request"
             ) from e
         if not started:
             response.status_code = status.HTTP_200_OK
@@ -118,3 +125,9 @@ def create_app(
             return [MessageOut.model_validate(row, from_attributes=True) for row in rows]
 
     return app
+
+
+def _field_error(error: dict[str, Any]) -> dict[str, str]:
+    if error["type"] == "json_invalid":
+        return {"field": "body", "message": f"{error['msg']} at character {error['loc'][-1]}"}
+    return {"field": ".".join(str(p) for p in error["loc"][1:]) or "body", "message": error["msg"]}

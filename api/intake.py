@@ -1,6 +1,7 @@
 """Storing an order: customer, consent, products, order and items, in one transaction."""
 
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import func
@@ -19,6 +20,7 @@ class StoredOrder:
     created: bool  # False: the order was already stored, and nothing was changed
     customer_id: str
     segment: Segment
+    earlier_orders: list[str]  # the customer's orders placed before this one whose journeys may still run
 
 
 def store_order(session: Session, order: OrderIn, config: JourneysConfig) -> StoredOrder:
@@ -36,7 +38,18 @@ def store_order(session: Session, order: OrderIn, config: JourneysConfig) -> Sto
         created = False
     stored = session.get(Order, order.order_id)
     assert stored is not None
-    return StoredOrder(created, stored.customer_id, customer_segment(session, stored.customer_id, config))
+    horizon = config.journeys.post_purchase.steps[-1].after + timedelta(days=1)
+    earlier = session.exec(
+        select(Order.id).where(
+            Order.customer_id == stored.customer_id,
+            Order.id != stored.id,
+            col(Order.placed_at) <= stored.placed_at,
+            col(Order.placed_at) > stored.placed_at - horizon,
+        )
+    ).all()
+    return StoredOrder(
+        created, stored.customer_id, customer_segment(session, stored.customer_id, config), list(earlier)
+    )
 
 
 def customer_segment(session: Session, customer_id: str, config: JourneysConfig) -> Segment:

@@ -17,7 +17,7 @@ from api.app import create_app
 from channels import channels_from_settings
 from models import search
 from models.db import make_engine, migrate
-from models.journeys import ConfigError, load_journeys
+from models.journeys import ConfigError, JourneysConfig, load_journeys
 from models.settings import get_settings
 from starter.client import connect
 from starter.demo import sample_order, seed
@@ -31,7 +31,7 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _config():
+def _config() -> JourneysConfig:
     try:
         return load_journeys(get_settings().journeys_path)
     except ConfigError as e:
@@ -41,7 +41,9 @@ def _config():
 
 @app.callback()
 def _logging(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 @app.command()

@@ -14,7 +14,6 @@ from models.journeys import JourneysConfig
 from models.tables import Product
 
 
-
 def _product(sku: str, name: str, category: str, price: str) -> Product:
     return Product(
         sku=sku, name=name, category=category, price=Decimal(price), url=f"https://northwind.example/p/{sku.lower()}"

@@ -11,6 +11,7 @@ import httpx
 import uvicorn
 from rich.console import Console
 from rich.panel import Panel
+from sqlalchemy import Engine
 from temporalio.client import Client
 
 from activities import build_activities
@@ -18,7 +19,7 @@ from api.app import create_app
 from channels import channels_from_settings
 from models import search
 from models.db import make_engine, migrate
-from models.journeys import load_journeys
+from models.journeys import JourneysConfig, load_journeys
 from models.settings import DATA_DIR, Settings
 from starter.binaries import temporal_cli
 from starter.client import connect
@@ -84,9 +85,7 @@ async def wait_for_temporal(settings: Settings, server: subprocess.Popen[bytes],
 
 async def run_dev(settings: Settings, ports: Ports, demo: bool) -> None:
     token = dev_api_token(settings)
-    settings = settings.model_copy(
-        update={"temporal_address": f"localhost:{ports.temporal}", "api_token": token}
-    )
+    settings = settings.model_copy(update={"temporal_address": f"localhost:{ports.temporal}", "api_token": token})
     config = load_journeys(settings.journeys_path)
     engine = make_engine(settings.database_url)
     migrate(engine)
@@ -106,7 +105,15 @@ async def run_dev(settings: Settings, ports: Ports, demo: bool) -> None:
         server.wait(timeout=30)
 
 
-async def _announce(api: uvicorn.Server, ports: Ports, token: str, settings: Settings, engine, config, demo) -> None:
+async def _announce(
+    api: uvicorn.Server,
+    ports: Ports,
+    token: str,
+    settings: Settings,
+    engine: Engine,
+    config: JourneysConfig,
+    demo: bool,
+) -> None:
     while not api.started:
         await asyncio.sleep(0.1)
     api_url = f"http://localhost:{ports.api}"

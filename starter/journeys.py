@@ -6,7 +6,7 @@ import logging
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from models import search
 from models.contracts import JourneyResult, PostPurchaseInput, PurchaseSignal
@@ -44,21 +44,20 @@ async def start_post_purchase(
         return None
 
 
-async def signal_purchase(client: Client, customer_id: str, order_id: str, *, skip: str | None = None) -> int:
-    """Tell the customer's other running journeys about a purchase; returns how many were told."""
-    query = f"CustomerId = '{customer_id}' AND ExecutionStatus = 'Running'"
-    handles = [
-        client.get_workflow_handle(wf.id, run_id=wf.run_id)
-        async for wf in client.list_workflows(query)
-        if wf.id != skip
-    ]
+async def signal_purchase(client: Client, workflow_ids: list[str], order_id: str) -> int:
+    """Tell journeys about a purchase; returns how many were told. Journeys that already ended are skipped.
+
+    The ids come from the database, not from visibility, which is eventually consistent: a journey started
+    a moment ago would not be listed yet.
+    """
+    signal = PurchaseSignal(order_id=order_id)
     results = await asyncio.gather(
-        *(h.signal("purchase", PurchaseSignal(order_id=order_id)) for h in handles),
+        *(client.get_workflow_handle(wid).signal("purchase", signal) for wid in workflow_ids),
         return_exceptions=True,
     )
-    for handle, result in zip(handles, results, strict=True):
-        if isinstance(result, RPCError):  # it ended between the listing and the signal
-            log.info("purchase signal to %s not delivered: %s", handle.id, result)
+    for workflow_id, result in zip(workflow_ids, results, strict=True):
+        if isinstance(result, RPCError) and result.status == RPCStatusCode.NOT_FOUND:
+            log.debug("purchase signal: %s has ended", workflow_id)
         elif isinstance(result, BaseException):
             raise result
     return sum(1 for r in results if r is None)
