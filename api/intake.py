@@ -23,19 +23,22 @@ class StoredOrder:
     earlier_orders: list[str]  # the customer's orders placed before this one whose journeys may still run
 
 
-def store_order(session: Session, order: OrderIn, config: JourneysConfig) -> StoredOrder:
-    if session.get(Order, order.order_id) is None:
+def store_order(session: Session, order: OrderIn, config: JourneysConfig, attempts: int = 3) -> StoredOrder:
+    created = False
+    for attempt in range(1, attempts + 1):
+        if session.get(Order, order.order_id) is not None:
+            break
         try:
             _insert_order(session, order, config)
             session.commit()
             created = True
-        except IntegrityError:  # the same order, posted concurrently, was stored first
+            break
+        except IntegrityError:
+            # A concurrent order inserted the same new customer or product (or this very order) first:
+            # try again, now updating what it inserted.
             session.rollback()
-            if session.get(Order, order.order_id) is None:
+            if attempt == attempts:
                 raise
-            created = False
-    else:
-        created = False
     stored = session.get(Order, order.order_id)
     assert stored is not None
     horizon = config.journeys.post_purchase.steps[-1].after + timedelta(days=1)

@@ -146,3 +146,7 @@ def temporal_setup() -> None:
         console.print(f"search attributes: registered {sorted(missing) or 'none'}; all present")
 
     asyncio.run(run())
+
+
+if __name__ == "__main__":
+    app()

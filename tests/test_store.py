@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -137,3 +138,18 @@ def test_in_ci_an_unreachable_postgresql_fails_the_run():
     )
     assert run.returncode != 0
     assert "PostgreSQL is required in CI" in run.stdout
+
+
+def test_concurrent_orders_sharing_a_new_customer_and_product_are_all_stored(engine, config):
+    """The second writer hits the first one's new rows; it retries and updates them instead."""
+    orders = [OrderIn.model_validate(order_payload(f"race-{n}", customer_id="c_race")) for n in range(8)]
+
+    def store(order: OrderIn) -> bool:
+        with Session(engine) as session:
+            return store_order(session, order, config).created
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(store, orders))
+    with Session(engine) as session:
+        assert len(session.exec(select(Order).where(Order.customer_id == "c_race")).all()) == 8
+        assert len(session.exec(select(Product)).all()) == 1
