@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck clean
+.PHONY: run test lint bench clean
 
 # The venv is created and the project installed (editable, with test tools) on first use,
 # and again whenever pyproject.toml changes.
@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# Bytecode up front: the workflow sandbox imports journey modules afresh for every run.
+	$(BIN)/python -m compileall -q workflows models
 	touch $(STAMP)
 
 run: $(STAMP)  ## the embedded default: dev server + UI, worker, API, outbox channel, demo data
@@ -27,3 +29,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+
+bench: $(STAMP)  ## the benchmarks (about 15 minutes); each prints its figures and appends them to bench/RESULTS.md
+	$(BIN)/python -m bench.cost
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.intake_load
+	$(BIN)/python -m bench.idle

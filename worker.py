@@ -10,6 +10,9 @@ from temporalio.worker import Worker
 from workflows import ALL_WORKFLOWS
 
 ACTIVITY_THREADS = 32  # activities are blocking (database, provider SDKs) and run in this pool
+# The SDK's default of 5 workflow-task polls, mostly on the worker's sticky queue, leaves about one poller
+# for new journeys: a burst of orders then waits in the task queue while the worker idles.
+WORKFLOW_TASK_POLLS = 20
 
 
 def create_worker(
@@ -22,4 +25,6 @@ def create_worker(
         activities=activities,
         activity_executor=executor,
         max_concurrent_activities=ACTIVITY_THREADS,
+        max_concurrent_workflow_task_polls=WORKFLOW_TASK_POLLS,
+        nonsticky_to_sticky_poll_ratio=1,
     )

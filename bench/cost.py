@@ -6,18 +6,15 @@ bench/RESULTS.md. The same paths and budgets are checked by tests/test_cost.py.
 """
 
 import asyncio
-import os
-import platform
 import sys
 import tempfile
-from datetime import UTC, datetime
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench.harness import append_results
 from channels.base import Channels
 from models.db import make_engine, migrate
 from models.journeys import load_journeys
@@ -27,7 +24,6 @@ from tests.conftest import RecordingChannel, register_search_attributes
 from tests.journey_cost import PathRun, run_paths
 from tests.shop import running_shop
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 COLUMNS = (
     "journey",
     "path",
@@ -42,23 +38,6 @@ COLUMNS = (
     "history bytes",
     "budget",
 )
-
-
-def machine_line() -> str:
-    """The machine the figures were measured on, in one line."""
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    mem_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
-    gib = mem_kib / 2**20
-    return f"{platform.machine()}, {os.cpu_count()} cores, {gib:.0f} GiB, Python {platform.python_version()}"
-
-
-def append_results(title: str, markdown_table: str) -> None:
-    """Append figures to bench/RESULTS.md under a heading with the date (UTC) and the machine."""
-    if not RESULTS.exists():
-        RESULTS.write_text("# Benchmark results\n\nEach benchmark run appends its figures below.\n")
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    with RESULTS.open("a") as f:
-        f.write(f"\n## {title} — {stamp} — {machine_line()}\n\n{markdown_table.strip()}\n")
 
 
 def rows(runs: list[PathRun]) -> list[list[str]]:
@@ -120,7 +99,6 @@ def main() -> None:
         "Billable actions: start + activities (and retries) + timers + signals + upserts + continue-as-new"
         " + queries (one `state` query per path).\n\n" + markdown(table),
     )
-    print(f"appended to {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -3,11 +3,15 @@ process. At each milestone: worker and server memory, database bytes per journey
 for a purchase signal to end some of them. Target: worker memory flat beyond its workflow cache size.
 
 `python -m bench.idle [--counts 10000 50000] [--signal 10000] [--concurrency 100]`
+
+On the 2-core bench machine journeys fall asleep at about 100/s (the server accepts starts faster than one
+worker runs their first workflow task), so the defaults take about 12 minutes.
 """
 
 import argparse
 import asyncio
 import random
+import sys
 import tempfile
 import time
 import uuid
@@ -27,7 +31,7 @@ from models.journeys import load_journeys
 from models.settings import ROOT
 from starter.journeys import post_purchase_id, start_post_purchase
 
-console = Console()
+console = Console() if sys.stdout.isatty() else Console(width=130)  # piped to a log: no 80-column table
 JOURNEYS = ROOT / "config" / "journeys.toml"
 WORKFLOW_CACHE = 1000  # the SDK's default max_cached_workflows; worker.create_worker does not change it
 ASLEEP_EVENTS = 5  # Started, WorkflowTask Scheduled/Started/Completed, TimerStarted: waiting for the first step
@@ -196,21 +200,38 @@ async def main(counts: list[int], signal_n: int, concurrency: int, record: bool 
     else:
         flat_line = "Only one milestone: no memory growth measured."
 
+    columns = (
+        "journeys asleep",
+        "starts/s",
+        "starts/s until all asleep",
+        "worker RSS",
+        "server RSS",
+        "database",
+        "bytes/journey",
+        "bytes/journey added",
+    )
+    rows = [["0 (worker up)", "", "", mib(worker_idle), mib(server_idle), mib(db_empty), "", ""]]
+    previous = Milestone(0, 0, 0, worker_idle, server_idle, db_empty)
+    for m in milestones:
+        added = (m.db_bytes - previous.db_bytes) / (m.journeys - previous.journeys)
+        rows.append(
+            [
+                f"{m.journeys:,}",
+                f"{m.start_rate:,.0f}",
+                f"{m.asleep_rate:,.0f}",
+                mib(m.worker_rss),
+                mib(m.server_rss),
+                mib(m.db_bytes),
+                f"{m.per_journey:,.0f}",
+                f"{added:,.0f}",
+            ]
+        )
+        previous = m
     table = Table(title=f"Idle scale ({total:.0f}s in all)")
-    columns = ("journeys asleep", "start rate", "until all asleep", "worker RSS", "server RSS", "database", "B/journey")
     for column in columns:
         table.add_column(column, justify="right")
-    table.add_row("0 (worker up)", "", "", mib(worker_idle), mib(server_idle), mib(db_empty), "")
-    for m in milestones:
-        table.add_row(
-            f"{m.journeys:,}",
-            f"{m.start_rate:,.0f}/s",
-            f"{m.asleep_rate:,.0f}/s",
-            mib(m.worker_rss),
-            mib(m.server_rss),
-            mib(m.db_bytes),
-            f"{m.per_journey:,.0f}",
-        )
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     signal_line = (
         f"purchase signal to {signal_n:,} of them (the oldest, {concurrency} in flight): signals sent in "
@@ -226,19 +247,14 @@ async def main(counts: list[int], signal_n: int, concurrency: int, record: bool 
     if not record:
         return
 
-    rows = [f"| 0 (worker up, before any journey) | | | {mib(worker_idle)} | {mib(server_idle)} | {mib(db_empty)} | |"]
-    for m in milestones:
-        rows.append(
-            f"| {m.journeys:,} | {m.start_rate:,.0f} | {m.asleep_rate:,.0f} | {mib(m.worker_rss)} | "
-            f"{mib(m.server_rss)} | {mib(m.db_bytes)} | {m.per_journey:,.0f} |"
-        )
     append_results(
         "Idle scale",
         f"Post-purchase journeys asleep on their first 2h timer, one dev server (`--db-filename`, SQLite WAL), our "
         f"worker as a process, {concurrency} starts in flight; milestones cumulative. Database: temporal.db with "
         f"its -wal and -shm files. Whole run {total:.0f}s.\n\n"
-        "| journeys asleep | starts/s | starts/s until all asleep | worker RSS | server RSS | database | "
-        "bytes/journey |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        f"| {' | '.join(columns)} |\n|{'---|' * len(columns)}\n"
+        + "".join(f"| {' | '.join(row)} |\n" for row in rows)
+        + "\n"
         f"- {signal_line[0].upper() + signal_line[1:]}.\n"
         f"- Worker peak RSS {mib(peak)}; CPU seconds over the run: worker {cpu['worker']:.0f}, "
         f"server {cpu['server']:.0f}.\n"

@@ -1,7 +1,7 @@
 """Intake load: POST /orders at a steady rate for a while on loopback; then every accepted order must have
 exactly one workflow: none lost, none doubled. A few orders are posted twice, as a retrying shop would.
 
-`python -m bench.intake_load [--rate 30] [--seconds 60] [--database-url URL]`
+`python -m bench.intake_load [--rate 30] [--seconds 60] [--database sqlite|postgresql]`
 """
 
 import argparse
@@ -59,8 +59,8 @@ async def offer_load(base: str, token: str, run: str, rate: float, seconds: floa
         return results, time.monotonic() - start
 
 
-async def main(rate: float, seconds: float, database_url: str | None) -> None:
-    database_url = app_database(database_url)
+async def main(rate: float, seconds: float, database: str) -> None:
+    database_url = app_database(database)
     with tempfile.TemporaryDirectory(prefix="bench-intake-") as tmp:
         workdir = Path(tmp)
         async with dev_stack(workdir, ROOT / "config" / "journeys.toml", database_url=database_url) as stack:
@@ -115,6 +115,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rate", type=float, default=30)
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--database-url", help="the app's database (default: PostgreSQL if it answers, else SQLite)")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="postgresql")
     args = parser.parse_args()
-    asyncio.run(main(args.rate, args.seconds, args.database_url))
+    asyncio.run(main(args.rate, args.seconds, args.database))

@@ -3,7 +3,8 @@ against our intake (POST /orders → post-purchase journey → its first message
 
 Both run as processes beside one dev server, in alternating rounds so that the machine's drift hits both;
 the figures are the medians. `python -m bench.throughput [--orders N] [--concurrency C] [--rounds R]
-[--database-url URL]` (default: the app on PostgreSQL at 127.0.0.1 when it answers, else SQLite).
+[--database sqlite|postgresql]` (the app's database: SQLite, the embedded default, or a fresh PostgreSQL
+database at 127.0.0.1, the production setup, whose server then shares the same cores).
 """
 
 import argparse
@@ -128,17 +129,14 @@ class Intake:
             await asyncio.sleep(0.05)
 
 
-def app_database(url: str | None) -> str | None:
-    """A fresh PostgreSQL database for the run when PostgreSQL answers (the production setup)."""
-    if url:
-        return url
-    try:
-        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_throughput WITH (FORCE)")
-            conn.execute("CREATE DATABASE bench_throughput")
-    except psycopg.OperationalError:
+def app_database(kind: str) -> str | None:
+    """None: SQLite in the run's directory; "postgresql": a fresh database on the local server."""
+    if kind == "sqlite":
         return None
-    return "postgresql+psycopg://postgres@127.0.0.1:5432/bench_throughput"
+    with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
+        conn.execute("DROP DATABASE IF EXISTS bench_app WITH (FORCE)")
+        conn.execute("CREATE DATABASE bench_app")
+    return "postgresql+psycopg://postgres@127.0.0.1:5432/bench_app"
 
 
 def cpu_line(rounds: list[Round]) -> str:
@@ -146,8 +144,8 @@ def cpu_line(rounds: list[Round]) -> str:
     return ", ".join(f"{name} {statistics.median(r.cpu_ms[name] for r in rounds):.1f}" for name in names)
 
 
-async def main(n: int, concurrency: int, rounds: int, database_url: str | None) -> None:
-    database_url = app_database(database_url)
+async def main(n: int, concurrency: int, rounds: int, database: str) -> None:
+    database_url = app_database(database)
     with tempfile.TemporaryDirectory(prefix="bench-throughput-") as tmp:
         workdir = Path(tmp)
         journeys = journeys_with_delays(workdir, thank_you="0s")
@@ -183,9 +181,9 @@ async def main(n: int, concurrency: int, rounds: int, database_url: str | None) 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--orders", type=int, default=600)
+    parser.add_argument("--orders", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database-url", help="the app's database (default: PostgreSQL if it answers, else SQLite)")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     args = parser.parse_args()
-    asyncio.run(main(args.orders, args.concurrency, args.rounds, args.database_url))
+    asyncio.run(main(args.orders, args.concurrency, args.rounds, args.database))
