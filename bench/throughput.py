@@ -133,9 +133,13 @@ def app_database(kind: str) -> str | None:
     """None: SQLite in the run's directory; "postgresql": a fresh database on the local server."""
     if kind == "sqlite":
         return None
-    with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-        conn.execute("DROP DATABASE IF EXISTS bench_app WITH (FORCE)")
-        conn.execute("CREATE DATABASE bench_app")
+    try:
+        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
+            conn.execute("DROP DATABASE IF EXISTS bench_app WITH (FORCE)")
+            conn.execute("CREATE DATABASE bench_app")
+    except psycopg.OperationalError as e:
+        console.print(f"PostgreSQL not reachable at {PG} ({e}); the app runs on SQLite instead")
+        return None
     return "postgresql+psycopg://postgres@127.0.0.1:5432/bench_app"
 
 
