@@ -102,7 +102,7 @@ def create_app(
         client = temporal["client"]
         try:
             # Both are tried for a known order too: its first POST may have been stored while Temporal was down.
-            started = None is not await start_post_purchase(client, settings.temporal_task_queue, journey)
+            started = await start_post_purchase(client, settings.temporal_task_queue, journey) is not None
             await signal_purchase(client, [post_purchase_id(o) for o in stored.earlier_orders], order.order_id)
         except RPCError as e:
             log.error("order %s stored, Temporal unreachable: %s", order.order_id, e)
