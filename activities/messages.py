@@ -17,12 +17,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import Rendered, TemplateRenderer
-from channels.base import Channels, OutgoingMessage
+from channels.base import Channels, OutgoingMessage, PermanentFailure, RecipientOptedOut
 from models.contracts import SendRequest, SendResult
 from models.journeys import Brand
 from models.store import consent_status
 from models.tables import (
     Channel,
+    Consent,
     ConsentStatus,
     Customer,
     Message,
@@ -45,10 +46,12 @@ class MessageActivities:
     def send_message(self, request: SendRequest) -> SendResult:
         key = f"{activity.info().workflow_id}/{request.step}"
         with Session(self._engine, expire_on_commit=False) as session:
-            message = _find(session, key) or self._record(session, key, request)
-            # Pending: written, the provider not yet confirmed; by this attempt, or by one that crashed.
+            earlier = _find(session, key)
+            message = earlier or self._record(session, key, request)
+            # Pending: written, the provider not yet confirmed; by this attempt, or by an earlier one whose
+            # outcome is unknown (it crashed or timed out), in which case the provider looks before sending.
             if message.status == MessageStatus.pending:
-                self._deliver(session, message)
+                self._deliver(session, message, maybe_sent=earlier is not None)
             return _result(message)
 
     def _record(self, session: Session, key: str, request: SendRequest) -> Message:
@@ -61,7 +64,7 @@ class MessageActivities:
             session.rollback()
             raise ApplicationError(f"{key} is being sent by another attempt") from None
 
-    def _deliver(self, session: Session, message: Message) -> None:
+    def _deliver(self, session: Session, message: Message, *, maybe_sent: bool) -> None:
         assert message.channel is not None, "a pending message has its channel"
         channel = Channel(message.channel)
         provider = self._channels.for_channel(channel)
@@ -73,10 +76,17 @@ class MessageActivities:
             body=message.body or "",
             journey=message.journey,
         )
-        message.provider_id = provider.send(outgoing)
         message.provider = provider.name
-        message.status = MessageStatus.sent
-        message.sent_at = message.updated_at = utcnow()
+        try:
+            message.provider_id = provider.send(outgoing, maybe_sent=maybe_sent)
+            message.status, message.sent_at = MessageStatus.sent, utcnow()
+        except RecipientOptedOut as e:  # e.g. Twilio 21610: the number replied STOP to the carrier
+            message.status, message.reason = MessageStatus.skipped, f"opted_out: {e.code}"
+            session.add(Consent(customer_id=message.customer_id, channel=channel, status=ConsentStatus.revoked,
+                                source=f"provider:{provider.name}", wording=str(e)))  # fmt: skip
+        except PermanentFailure as e:  # a retry cannot mend it: recorded, and the journey goes on
+            message.status, message.reason = MessageStatus.failed, f"provider: {e}"[:200]
+        message.updated_at = utcnow()
         _store(session, message)
 
     def _prepare(self, session: Session, key: str, request: SendRequest) -> Message:

@@ -16,11 +16,40 @@ class OutgoingMessage:
     journey: str | None = None
 
 
+class PermanentFailure(Exception):
+    """The provider refused this message for good (bad number, landline, unreachable): never retried."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+class RecipientOptedOut(PermanentFailure):
+    """The recipient has opted out at the provider (Twilio 21610): record the opt-out, skip the step."""
+
+
+class ProviderUnavailable(Exception):
+    """The provider could not take the message now (429, 5xx, network, configuration): retried by Temporal."""
+
+
+class OutcomeUnknown(ProviderUnavailable):
+    """The request may have reached the provider (read timeout, dropped connection): look before sending again,
+    where the provider allows it."""
+
+
 class MessageChannel(Protocol):
     name: str
 
-    def send(self, message: OutgoingMessage) -> str:
-        """Deliver to the provider and return its message id. Blocking: called from an activity thread."""
+    def send(self, message: OutgoingMessage, *, maybe_sent: bool = False) -> str:
+        """Deliver to the provider and return its message id. Blocking: called from an activity thread.
+
+        `maybe_sent`: an earlier attempt called the provider and its outcome is unknown (the worker died, the
+        call timed out). A provider that can look its messages up returns the earlier one instead of sending
+        again.
+
+        Raises PermanentFailure (or RecipientOptedOut) for refusals that no retry can mend; any other
+        exception is retried by Temporal with backoff.
+        """
         ...
 
 

@@ -17,7 +17,7 @@ class OutboxChannel:
     def __init__(self, console: Console | None = None) -> None:
         self._console = console or Console(stderr=True)
 
-    def send(self, message: OutgoingMessage) -> str:
+    def send(self, message: OutgoingMessage, *, maybe_sent: bool = False) -> str:
         title = f"{message.channel.upper()} to {message.to} · {message.journey or ''} · message {message.message_id}"
         text = Text()  # plain Text: a body's brackets are not Rich markup
         if message.subject:

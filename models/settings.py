@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     sendgrid_api_key: str | None = Field(default=None, validation_alias="SENDGRID_API_KEY")
     sendgrid_from_email: str | None = Field(default=None, validation_alias="SENDGRID_FROM_EMAIL")
     sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY")
+    sendgrid_unsubscribe_group_id: int | None = Field(default=None, validation_alias="SENDGRID_UNSUBSCRIBE_GROUP_ID")
     sendgrid_api_host: str | None = Field(default=None, validation_alias="SENDGRID_API_HOST")
 
     @field_validator("*", mode="before")

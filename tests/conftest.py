@@ -31,9 +31,11 @@ class RecordingChannel:
 
     name: str = "recording"
     sent: list[OutgoingMessage] = field(default_factory=list)
+    maybe_sent: list[bool] = field(default_factory=list)
 
-    def send(self, message: OutgoingMessage) -> str:
+    def send(self, message: OutgoingMessage, *, maybe_sent: bool = False) -> str:
         self.sent.append(message)
+        self.maybe_sent.append(maybe_sent)
         return f"rec-{len(self.sent)}"
 
 

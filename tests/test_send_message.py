@@ -11,9 +11,15 @@ from activities.messages import MessageActivities
 from activities.rendering import TemplateRenderer
 from api.intake import store_order
 from api.schemas import OrderIn
+from channels import channels_from_settings
 from channels.base import Channels, OutgoingMessage
+from channels.outbox import OutboxChannel
+from channels.sendgrid import SendGridChannel
+from channels.twilio import TwilioChannel
 from models.contracts import SendRequest
-from models.tables import Message, MessageStatus
+from models.settings import Settings
+from models.store import consent_status
+from models.tables import Channel, ConsentStatus, Message, MessageStatus
 from tests.factories import order_payload
 
 
@@ -63,7 +69,7 @@ class FailingChannel:
 
     name = "failing"
 
-    def send(self, message: OutgoingMessage) -> str:
+    def send(self, message: OutgoingMessage, *, maybe_sent: bool = False) -> str:
         raise ConnectionError("provider unreachable")
 
 
@@ -81,6 +87,7 @@ def test_row_is_written_before_the_provider_and_a_retry_completes_it(engine, con
     result = env.run(working.send_message, request())
     assert result.status == "sent" and result.message_id == row.id
     assert [m.message_id for m in recorder.sent] == [row.id]
+    assert recorder.maybe_sent == [True]  # the provider is told to look for the first attempt's message
     assert len(outbox(engine)) == 1
 
 
@@ -97,3 +104,54 @@ def test_unknown_customer_is_a_permanent_error(activities):
     with pytest.raises(ApplicationError) as raised:
         ActivityEnvironment().run(activities.send_message, bad)
     assert raised.value.non_retryable
+
+
+# --- through the real Twilio adapter, against a fake Twilio ------------------------------------------------
+
+
+def twilio_channels(httpserver, recorder) -> Channels:
+    twilio = TwilioChannel(
+        "AC123",
+        "token",
+        public_url="https://shop.example",
+        from_number="+15005550006",
+        api_base_url=httpserver.url_for(""),
+    )
+    return Channels(sms=twilio, email=recorder)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "reason"),
+    [(21610, MessageStatus.skipped, "opted_out: 21610"), (30006, MessageStatus.failed, "provider: 30006: ")],
+)
+def test_a_permanent_twilio_refusal_is_recorded_and_not_retried(
+    engine, config, recorder, httpserver, code, status, reason
+):
+    with Session(engine) as session:
+        store_order(session, OrderIn.model_validate(order_payload()), config)
+    httpserver.expect_request("/2010-04-01/Accounts/AC123/Messages.json", method="POST").respond_with_json(
+        {"code": code, "message": "refused", "more_info": "", "status": 400}, status=400
+    )
+    activities = MessageActivities(engine, twilio_channels(httpserver, recorder), config.brand, TemplateRenderer())
+
+    result = ActivityEnvironment().run(activities.send_message, request())
+    again = ActivityEnvironment().run(activities.send_message, request())
+
+    assert result.status == "skipped" and result.reason and result.reason.startswith(reason) and again == result
+    assert len(httpserver.log) == 1  # refused once, never asked again
+    [row] = outbox(engine)
+    assert (row.status, row.provider) == (status, "twilio") and row.reason == result.reason
+    with Session(engine) as session:
+        sms = consent_status(session, "c_42", Channel.sms)
+    assert sms == (ConsentStatus.revoked if code == 21610 else ConsentStatus.granted)
+
+
+def test_channels_follow_the_settings():
+    assert isinstance(channels_from_settings(Settings(_env_file=None)).sms, OutboxChannel)
+    real = Settings(
+        _env_file=None, TWILIO_ACCOUNT_SID="AC123", TWILIO_AUTH_TOKEN="token", TWILIO_FROM_NUMBER="+15005550006"
+    )
+    assert isinstance(channels_from_settings(real).sms, TwilioChannel)
+    assert isinstance(channels_from_settings(real).email, OutboxChannel)
+    both = real.model_copy(update={"sendgrid_api_key": "SG.key", "sendgrid_from_email": "shop@example.com"})
+    assert isinstance(channels_from_settings(both).email, SendGridChannel)
