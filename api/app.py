@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 
 from api.intake import StoredOrder, store_order
 from api.schemas import IntakeResult, MessageOut, OrderIn
+from api.webhooks import twilio_webhooks
 from models.contracts import PostPurchaseInput
 from models.db import make_engine
 from models.journeys import JourneysConfig, load_journeys
@@ -123,6 +124,9 @@ def create_app(
                 select(Message).where(Message.customer_id == customer_id).order_by(col(Message.id))
             ).all()
             return [MessageOut.model_validate(row, from_attributes=True) for row in rows]
+
+    # Authenticated by Twilio's signature, not the bearer token; every request is a 403 without TWILIO_AUTH_TOKEN.
+    app.include_router(twilio_webhooks(settings, engine, config))
 
     return app
 

@@ -22,6 +22,7 @@ class Brand(BaseModel):
     sms_consent_wording: str
     email_consent_wording: str
     consent_wording_version: str = "1"
+    sms_frequency: str = "Up to 4 msgs/week"  # in the START confirmation (CTIA)
 
 
 class Segments(BaseModel):

@@ -131,7 +131,21 @@ class Message(SQLModel, table=True):
     status: MessageStatus = Field(sa_type=String(16))
     reason: str | None = Field(default=None, max_length=200)
     provider: str | None = Field(default=None, max_length=32)
-    provider_id: str | None = Field(default=None, max_length=128)
+    provider_id: str | None = Field(default=None, max_length=128, index=True)  # status callbacks look it up
     created_at: datetime = _timestamp()
     sent_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     updated_at: datetime = _timestamp()
+    # What the provider last reported (Twilio: queued, sent, delivered, undelivered, failed, read); only moves forward.
+    delivery_status: str | None = Field(default=None, max_length=16)
+    delivery_updated_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class WebhookReceipt(SQLModel, table=True):
+    """One row per provider delivery handled: a duplicate delivery hits the unique constraint and changes nothing."""
+
+    __table_args__ = (UniqueConstraint("provider", "key", name="uq_webhookreceipt_provider_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=16)
+    key: str = Field(max_length=200)
+    received_at: datetime = _timestamp()

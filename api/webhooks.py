@@ -1,0 +1,157 @@
+"""Twilio's webhooks: delivery status callbacks and inbound texts (STOP, START, HELP).
+
+Every request's signature is checked first, against the configured public URL (the one Twilio called, not the
+one this process sees behind a proxy) and every form field; a missing or wrong signature is a 403 and nothing is
+read from or written to the database.
+"""
+
+import logging
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import ImmutableMultiDict
+from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
+
+from api.keywords import classify
+from channels.twilio import OPTED_OUT
+from models.journeys import Brand, JourneysConfig
+from models.settings import Settings
+from models.store import consent_status
+from models.tables import Channel, Consent, ConsentStatus, Customer, Message, WebhookReceipt, utcnow
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "twilio"
+KEYWORD_SOURCE = "sms_keyword"
+# Twilio's statuses, in the order a message moves through them; callbacks arrive out of order, so a status only
+# ever replaces an earlier one. The three outcomes share a rank: the first reported stands.
+STATUS_RANK = {"queued": 0, "sent": 1, "delivered": 2, "undelivered": 2, "failed": 2, "read": 3}
+XML = "application/xml"
+
+Form = ImmutableMultiDict[str, str]
+
+
+def twilio_webhooks(settings: Settings, engine: Engine, config: JourneysConfig) -> APIRouter:
+    router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
+    validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
+    public_url = settings.public_url.rstrip("/")
+
+    async def verified(request: Request) -> Form:
+        """The form fields, once the X-Twilio-Signature header proves Twilio sent them to our public URL."""
+        if validator is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Twilio webhooks are off: TWILIO_AUTH_TOKEN is not set")
+        signature = request.headers.get("X-Twilio-Signature")
+        if not signature:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid signature")
+        url = public_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        body = (await request.body()).decode("utf-8", errors="replace")
+        form: Form = ImmutableMultiDict(parse_qsl(body, keep_blank_values=True))
+        if not validator.validate(url, form, signature):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid signature")
+        return form
+
+    @router.post("/status", status_code=status.HTTP_204_NO_CONTENT, response_class=Response)
+    async def delivery_status(request: Request) -> Response:
+        """A message's delivery status moved (Twilio calls the status_callback each send names)."""
+        form = await verified(request)
+        await run_in_threadpool(
+            update_status, engine, form.get("MessageSid", ""), form.get("MessageStatus", ""), form.get("ErrorCode")
+        )
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @router.post("/sms", response_class=Response, responses={200: {"content": {XML: {}}}})
+    async def inbound(request: Request) -> Response:
+        """An inbound text: STOP and START change SMS consent, HELP gets the brand's help text."""
+        form = await verified(request)
+        key = request.headers.get("I-Twilio-Idempotency-Token") or form.get("MessageSid") or None
+        reply = await run_in_threadpool(
+            handle_inbound, engine, config.brand, form.get("From", ""), form.get("Body", ""), key
+        )
+        return Response(reply, media_type=XML)
+
+    return router
+
+
+def update_status(engine: Engine, sid: str, reported: str, error_code: str | None) -> None:
+    with Session(engine) as session:
+        message = session.exec(select(Message).where(Message.provider == PROVIDER, Message.provider_id == sid)).first()
+        if message is None:
+            # Not ours, or not yet committed: answered 200 all the same, or Twilio retries it for hours.
+            log.info("status %s for unknown Twilio message %s", reported, sid)
+            return
+        rank = STATUS_RANK.get(reported)
+        if rank is not None and (message.delivery_status is None or rank > STATUS_RANK[message.delivery_status]):
+            message.delivery_status, message.delivery_updated_at = reported, utcnow()
+            session.add(message)
+        # The number replied STOP to the carrier (or Twilio's own opt-out): every later send must skip it.
+        opted_out = error_code == str(OPTED_OUT) and message.channel == Channel.sms
+        if opted_out and consent_status(session, message.customer_id, Channel.sms) != ConsentStatus.revoked:
+            session.add(
+                Consent(
+                    customer_id=message.customer_id,
+                    channel=Channel.sms,
+                    status=ConsentStatus.revoked,
+                    source=f"provider:{PROVIDER}",
+                    wording=f"Twilio error {OPTED_OUT} on message {sid}",
+                )
+            )
+        session.commit()
+
+
+def handle_inbound(engine: Engine, brand: Brand, sender: str, body: str, key: str | None) -> str:
+    """Record what the text asks for (once per delivery) and return the TwiML reply."""
+    intent = classify(body)
+    with Session(engine) as session:
+        customers = session.exec(select(Customer).where(Customer.phone == sender)).all() if sender else []
+        if intent in ("stop", "start") and customers:
+            if key:
+                session.add(WebhookReceipt(provider=PROVIDER, key=key[:200]))
+            for customer in customers:
+                session.add(_keyword_consent(customer.id, intent == "stop", body, brand))
+            try:
+                session.commit()
+            except IntegrityError:  # a duplicate delivery: handled the first time
+                session.rollback()
+                log.info("duplicate Twilio delivery %s ignored", key)
+    # Otherwise ("other") nothing is stored for now: the conversational journey that reads replies comes later.
+    return _reply(intent, brand, known=bool(customers))
+
+
+def _keyword_consent(customer_id: str, stop: bool, body: str, brand: Brand) -> Consent:
+    if stop:
+        return Consent(
+            customer_id=customer_id,
+            channel=Channel.sms,
+            status=ConsentStatus.revoked,
+            source=KEYWORD_SOURCE,
+            wording=body,
+        )
+    return Consent(
+        customer_id=customer_id,
+        channel=Channel.sms,
+        status=ConsentStatus.granted,
+        source=KEYWORD_SOURCE,
+        wording=brand.sms_consent_wording,
+        wording_version=brand.consent_wording_version,
+    )
+
+
+def _reply(intent: str, brand: Brand, *, known: bool) -> str:
+    response = MessagingResponse()
+    if intent == "stop":  # answered even for a number we do not know: carrier rules
+        response.message(
+            f"{brand.name}: you are unsubscribed and will receive no more messages. Reply START to resubscribe."
+        )
+    elif intent == "start" and known:
+        response.message(
+            f"{brand.name}: you are subscribed to texts again. {brand.sms_frequency}. Msg & data rates may apply. "
+            "Reply HELP for help, STOP to cancel."
+        )
+    elif intent == "help":
+        response.message(brand.help_text)
+    return str(response)
