@@ -126,7 +126,7 @@ def create_app(
             return [MessageOut.model_validate(row, from_attributes=True) for row in rows]
 
     # Authenticated by Twilio's signature, not the bearer token; every request is a 403 without TWILIO_AUTH_TOKEN.
-    app.include_router(twilio_webhooks(settings, engine, config))
+    app.include_router(twilio_webhooks(settings, engine, config, lambda: temporal["client"]))
 
     return app
 

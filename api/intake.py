@@ -1,7 +1,6 @@
 """Storing an order: customer, consent, products, order and items, in one transaction."""
 
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import func
@@ -41,7 +40,7 @@ def store_order(session: Session, order: OrderIn, config: JourneysConfig, attemp
                 raise
     stored = session.get(Order, order.order_id)
     assert stored is not None
-    horizon = config.journeys.post_purchase.steps[-1].after + timedelta(days=1)
+    horizon = config.post_purchase_horizon
     earlier = session.exec(
         select(Order.id).where(
             Order.customer_id == stored.customer_id,

@@ -6,6 +6,7 @@ read from or written to the database.
 """
 
 import logging
+from collections.abc import Callable
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -14,6 +15,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import ImmutableMultiDict
+from temporalio.client import Client
+from temporalio.service import RPCError
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
@@ -21,8 +24,9 @@ from api.keywords import classify
 from channels.twilio import OPTED_OUT
 from models.journeys import Brand, JourneysConfig
 from models.settings import Settings
-from models.store import consent_status
+from models.store import consent_status, recent_order_ids
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, WebhookReceipt, utcnow
+from starter.journeys import post_purchase_id, signal_opt_out
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,9 @@ XML = "application/xml"
 Form = ImmutableMultiDict[str, str]
 
 
-def twilio_webhooks(settings: Settings, engine: Engine, config: JourneysConfig) -> APIRouter:
+def twilio_webhooks(
+    settings: Settings, engine: Engine, config: JourneysConfig, temporal: Callable[[], Client]
+) -> APIRouter:
     router = APIRouter(prefix="/webhooks/twilio", tags=["webhooks"])
     validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
     public_url = settings.public_url.rstrip("/")
@@ -69,9 +75,14 @@ def twilio_webhooks(settings: Settings, engine: Engine, config: JourneysConfig) 
         """An inbound text: STOP and START change SMS consent, HELP gets the brand's help text."""
         form = await verified(request)
         key = request.headers.get("I-Twilio-Idempotency-Token") or form.get("MessageSid") or None
-        reply = await run_in_threadpool(
-            handle_inbound, engine, config.brand, form.get("From", ""), form.get("Body", ""), key
+        reply, opted_out = await run_in_threadpool(
+            handle_inbound, engine, config, form.get("From", ""), form.get("Body", ""), key
         )
+        if opted_out:
+            try:
+                await signal_opt_out(temporal(), opted_out, Channel.sms)
+            except RPCError as e:  # the consent is stored: every later send skips SMS even if a journey is not told
+                log.error("opt-out stored, journeys not told (%s): %s", opted_out, e)
         return Response(reply, media_type=XML)
 
     return router
@@ -103,9 +114,12 @@ def update_status(engine: Engine, sid: str, reported: str, error_code: str | Non
         session.commit()
 
 
-def handle_inbound(engine: Engine, brand: Brand, sender: str, body: str, key: str | None) -> str:
-    """Record what the text asks for (once per delivery) and return the TwiML reply."""
-    intent = classify(body)
+def handle_inbound(
+    engine: Engine, config: JourneysConfig, sender: str, body: str, key: str | None
+) -> tuple[str, list[str]]:
+    """Record what the text asks for (once per delivery); return the TwiML reply and, after a STOP, the
+    journeys to tell."""
+    brand, intent, journeys = config.brand, classify(body), []
     with Session(engine) as session:
         customers = session.exec(select(Customer).where(Customer.phone == sender)).all() if sender else []
         if intent in ("stop", "start") and customers:
@@ -118,8 +132,11 @@ def handle_inbound(engine: Engine, brand: Brand, sender: str, body: str, key: st
             except IntegrityError:  # a duplicate delivery: handled the first time
                 session.rollback()
                 log.info("duplicate Twilio delivery %s ignored", key)
+            if intent == "stop":  # told again on a duplicate: harmless, and mends a first delivery that failed
+                ids = recent_order_ids(session, [c.id for c in customers], config.post_purchase_horizon)
+                journeys = [post_purchase_id(order_id) for order_id in ids]
     # Otherwise ("other") nothing is stored for now: the conversational journey that reads replies comes later.
-    return _reply(intent, brand, known=bool(customers))
+    return _reply(intent, brand, known=bool(customers)), journeys
 
 
 def _keyword_consent(customer_id: str, stop: bool, body: str, brand: Brand) -> Consent:

@@ -86,6 +86,10 @@ class PurchaseSignal(BaseModel):
     order_id: str
 
 
+class OptOutSignal(BaseModel):
+    channel: Channel  # the customer opted out of this channel everywhere (STOP, unsubscribe)
+
+
 class SendRequest(BaseModel):
     customer_id: str
     journey: str
@@ -124,7 +128,8 @@ class JourneyState(BaseModel):
     next_step: str | None = None
     next_wake_up: datetime | None = None
     steps_done: list[StepOutcome] = []
-    ended: str | None = None  # "completed", "purchased"
+    opted_out: list[Channel] = []
+    ended: str | None = None  # "completed", "purchased", "opted_out"
 
 
 class JourneyResult(BaseModel):

@@ -5,6 +5,7 @@ and never the replay of running ones.
 """
 
 import tomllib
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class JourneysConfig(BaseModel):
     brand: Brand
     segments: Segments = Segments()
     journeys: Journeys
+
+    @property
+    def post_purchase_horizon(self) -> timedelta:
+        """How long after its order a post-purchase journey may still be running."""
+        return self.journeys.post_purchase.steps[-1].after + timedelta(days=1)
 
     @model_validator(mode="after")
     def _templates_exist(self) -> "JourneysConfig":

@@ -3,13 +3,15 @@
 import asyncio
 import logging
 
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import search
-from models.contracts import JourneyResult, PostPurchaseInput, PurchaseSignal
+from models.contracts import JourneyResult, OptOutSignal, PostPurchaseInput, PurchaseSignal
+from models.tables import Channel
 from workflows.post_purchase import PostPurchaseJourney
 
 log = logging.getLogger(__name__)
@@ -50,14 +52,22 @@ async def signal_purchase(client: Client, workflow_ids: list[str], order_id: str
     The ids come from the database, not from visibility, which is eventually consistent: a journey started
     a moment ago would not be listed yet.
     """
-    signal = PurchaseSignal(order_id=order_id)
+    return await _signal(client, workflow_ids, "purchase", PurchaseSignal(order_id=order_id))
+
+
+async def signal_opt_out(client: Client, workflow_ids: list[str], channel: Channel) -> int:
+    """Tell journeys the customer opted out of a channel everywhere; returns how many were told."""
+    return await _signal(client, workflow_ids, "opted_out", OptOutSignal(channel=channel))
+
+
+async def _signal(client: Client, workflow_ids: list[str], name: str, arg: BaseModel) -> int:
     results = await asyncio.gather(
-        *(client.get_workflow_handle(wid).signal("purchase", signal) for wid in workflow_ids),
+        *(client.get_workflow_handle(wid).signal(name, arg) for wid in workflow_ids),
         return_exceptions=True,
     )
     for workflow_id, result in zip(workflow_ids, results, strict=True):
         if isinstance(result, RPCError) and result.status == RPCStatusCode.NOT_FOUND:
-            log.debug("purchase signal: %s has ended", workflow_id)
+            log.debug("%s signal: %s has ended", name, workflow_id)
         elif isinstance(result, BaseException):
             raise result
     return sum(1 for r in results if r is None)

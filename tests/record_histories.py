@@ -1,7 +1,7 @@
 """Record workflow histories for the replay test: `python -m tests.record_histories`.
 
-Run it after a workflow change that is guarded with workflow.patched(...), keeping the older files: every
-file in tests/histories/ must keep replaying against today's code.
+Run it after a workflow change that is guarded with workflow.patched(...), then keep the older files
+(`git checkout` them back): every file in tests/histories/ must keep replaying against today's code.
 """
 
 import asyncio
@@ -14,10 +14,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from channels.base import Channels
 from channels.outbox import OutboxChannel
-from models.contracts import PurchaseSignal
+from models.contracts import OptOutSignal, PurchaseSignal
 from models.db import make_engine, migrate
 from models.journeys import load_journeys
 from models.settings import ROOT
+from models.tables import Channel
 from starter.binaries import temporal_test_server
 from tests.conftest import register_search_attributes
 from tests.shop import running_shop
@@ -44,7 +45,13 @@ async def record() -> None:
             await early.result()
             no_consent = await shop.order("h-none", customer_id="c_h3", sms_consent=False, email_consent=False)
             await no_consent.result()
-            for name, handle in [("full", full), ("purchased_early", early), ("no_consent", no_consent)]:
+            leaving = await shop.order("h-leaving", customer_id="c_h4")
+            await env.sleep(timedelta(days=3))
+            for channel in (Channel.sms, Channel.email):
+                await leaving.signal("opted_out", OptOutSignal(channel=channel))
+            await leaving.result()
+            recorded = [("full", full), ("purchased_early", early), ("no_consent", no_consent), ("opted_out", leaving)]
+            for name, handle in recorded:
                 path = HISTORIES / f"post_purchase_{name}.json"
                 path.write_text((await handle.fetch_history()).to_json())
                 print(f"recorded {path.relative_to(ROOT)}")

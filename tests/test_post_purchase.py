@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 
-from models.contracts import PurchaseSignal
-from models.tables import MessageStatus
+from models.contracts import OptOutSignal, PurchaseSignal
+from models.tables import Channel, MessageStatus
 from tests.conftest import RecordingChannel
 from tests.shop import Shop, decoded_history, running_shop
 from workflows.post_purchase import PostPurchaseJourney
@@ -142,3 +142,16 @@ async def test_history_carries_no_personal_data(shop: Shop):
     for secret in ("+14155550100", "john@example.com", "Zebulon", "Quincey", "Slim jeans"):
         assert secret not in history
     assert "c_pii" in history
+
+
+async def test_opting_out_of_every_channel_ends_the_journey_at_once(shop: Shop):
+    handle = await shop.order(customer_id="c_leaving")
+    await shop.env.sleep(timedelta(days=3))
+    await handle.signal(PostPurchaseJourney.opted_out, OptOutSignal(channel=Channel.sms))
+    state = await handle.query(PostPurchaseJourney.state)
+    assert state.opted_out == [Channel.sms] and state.ended is None  # email is left: the journey goes on
+    await handle.signal(PostPurchaseJourney.opted_out, OptOutSignal(channel=Channel.email))
+    result = await handle.result()
+
+    assert result.ended == "opted_out"
+    assert [m.step for m in shop.messages(handle.id)] == ["thank_you"]

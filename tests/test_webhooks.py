@@ -1,6 +1,8 @@
 """Twilio's webhooks, signed with Twilio's own algorithm, against SQLite and PostgreSQL."""
 
+import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import httpx
@@ -8,14 +10,22 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 from twilio.request_validator import RequestValidator
 
+from activities import build_activities
 from api.app import create_app
+from channels.base import Channels
 from models.journeys import JourneysConfig
 from models.settings import Settings
 from models.store import consent_status
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, MessageStatus
+from starter.journeys import post_purchase_id
+from tests.conftest import RecordingChannel
+from tests.factories import order_payload
 from tests.test_api import snapshot
+from worker import ACTIVITY_THREADS, create_worker
+from workflows.post_purchase import PostPurchaseJourney
 
 AUTH_TOKEN = "twilio-auth-token"
 PUBLIC = "https://comeback.example.com"
@@ -288,3 +298,37 @@ async def test_without_a_token_the_message_sid_dedupes(http: httpx.AsyncClient, 
     assert response.status_code == 200 and "you are unsubscribed" in response.text
     assert len(consents(engine)) == count
     assert snapshot(engine) == before
+
+
+async def test_stop_tells_the_customers_running_journeys_at_once(
+    engine: Engine, config: JourneysConfig, dev_server: WorkflowEnvironment
+):
+    """A journey waiting days for its next step hears of the STOP now, not at its next send."""
+    task_queue = f"tq-{uuid.uuid4()}"
+    settings = Settings(
+        COMEBACK_API_TOKEN="t0ken",
+        TWILIO_AUTH_TOKEN=AUTH_TOKEN,
+        COMEBACK_PUBLIC_URL=PUBLIC,
+        TEMPORAL_TASK_QUEUE=task_queue,
+    )
+    app = create_app(settings, engine=engine, client=dev_server.client, config=config)
+    customer = f"c_{uuid.uuid4().hex[:8]}"
+    order = order_payload(f"o_{uuid.uuid4().hex[:8]}", customer, phone="+14155550177")
+    with ThreadPoolExecutor(ACTIVITY_THREADS) as executor:
+        activities = build_activities(engine, config, Channels(RecordingChannel(), RecordingChannel()))
+        async with (
+            create_worker(dev_server.client, task_queue, activities, executor),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INTERNAL) as http,
+        ):
+            response = await http.post("/orders", json=order, headers={"Authorization": "Bearer t0ken"})
+            assert response.status_code == 202, response.text
+            response = await post(http, "/webhooks/twilio/sms", inbound("Stop", sender="+14155550177"))
+            assert response.status_code == 200 and "unsubscribed" in response.text
+
+            handle = dev_server.client.get_workflow_handle_for(
+                PostPurchaseJourney.run, post_purchase_id(order["order_id"])
+            )
+            state = await handle.query(PostPurchaseJourney.state)
+            assert state.opted_out == [Channel.sms]
+            assert state.ended is None  # email steps remain, each still checked for consent when it is due
+            await handle.terminate("test over")

@@ -18,6 +18,7 @@ class PostPurchaseJourney(Journey):
         started = workflow.info().workflow_start_time
         steps = journey.plan.steps
         self._state.stage = steps[0].stage  # set with the search attributes at start, which costs nothing
+        self.uses({channel for step in steps for channel in step.channels})
         for step in steps:
             self.enter_stage(step.stage)
             if not await self.wait_until(started + step.after, step.name):

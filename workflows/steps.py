@@ -13,8 +13,10 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from models import search
     from models.contracts import (
+        Channel,
         JourneyResult,
         JourneyState,
+        OptOutSignal,
         PurchaseSignal,
         SendRequest,
         SendResult,
@@ -36,12 +38,25 @@ class Journey:
     def __init__(self) -> None:
         self._exit: str | None = None
         self._state = JourneyState(journey=self.journey, stage="")
+        self._channels: set[Channel] = set()  # every channel the journey's plan may use
+
+    def uses(self, channels: set[Channel]) -> None:
+        self._channels = channels
 
     @workflow.signal
     def purchase(self, signal: PurchaseSignal) -> None:
         """The customer bought again: journeys that win customers back have done their job."""
         workflow.logger.info("purchase %s: ending the journey", signal.order_id)
         self._exit = self._exit or "purchased"
+
+    @workflow.signal
+    def opted_out(self, signal: OptOutSignal) -> None:
+        """The customer opted out of a channel. Consent is checked at every send, so the remaining steps
+        fall back to other channels; a journey left with no channel at all ends at once."""
+        if signal.channel not in self._state.opted_out:
+            self._state.opted_out.append(signal.channel)
+        if self._channels and self._channels <= set(self._state.opted_out):
+            self._exit = self._exit or "opted_out"
 
     @workflow.query
     def state(self) -> JourneyState:
