@@ -20,7 +20,7 @@ from activities.rendering import Rendered, TemplateRenderer
 from channels.base import Channels, OutgoingMessage, PermanentFailure, RecipientOptedOut
 from models.contracts import SendRequest, SendResult
 from models.journeys import Brand
-from models.store import consent_status
+from models.store import consent_status, is_suppressed
 from models.tables import (
     Channel,
     Consent,
@@ -135,11 +135,14 @@ def _store(session: Session, message: Message) -> Message:
 
 
 def _choose_channel(session: Session, customer: Customer, channels: list[Channel]) -> Channel | None:
-    """The first of the step's channels (the customer's preferred one first) with an address and consent."""
+    """The first of the step's channels (the customer's preferred one first) with an address, consent and no
+    suppression."""
     preferred = sorted(channels, key=lambda c: c != customer.preferred_channel)
     for channel in preferred:
         address = customer.phone if channel == Channel.sms else customer.email
-        if address and consent_status(session, customer.id, channel) == ConsentStatus.granted:
+        phone, email = (address, None) if channel == Channel.sms else (None, address)
+        granted = address and consent_status(session, customer.id, channel) == ConsentStatus.granted
+        if granted and not is_suppressed(session, phone, email):  # suppressed: an erased customer's address
             return channel
     return None
 

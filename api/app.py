@@ -17,8 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from api.customers import customers_router
 from api.intake import StoredOrder, store_order
 from api.schemas import IntakeResult, MessageOut, OrderIn
+from api.sendgrid_events import sendgrid_events
 from api.webhooks import twilio_webhooks
 from models.contracts import PostPurchaseInput
 from models.db import make_engine
@@ -127,6 +129,8 @@ def create_app(
 
     # Authenticated by Twilio's signature, not the bearer token; every request is a 403 without TWILIO_AUTH_TOKEN.
     app.include_router(twilio_webhooks(settings, engine, config, lambda: temporal["client"]))
+    app.include_router(sendgrid_events(settings, engine))  # SendGrid's ECDSA signature; 403 without the key
+    app.include_router(customers_router(engine, config, authorized))
 
     return app
 

@@ -1,10 +1,13 @@
 """Queries that both the API and the activities ask of the database."""
 
+import hashlib
 from datetime import timedelta
 
+import phonenumbers
 from sqlmodel import Session, col, select
 
-from models.tables import Channel, Consent, ConsentStatus, Order, utcnow
+from models.settings import get_settings
+from models.tables import Channel, Consent, ConsentStatus, Order, Suppression, utcnow
 
 
 def consent_status(session: Session, customer_id: str, channel: Channel) -> ConsentStatus | None:
@@ -24,3 +27,37 @@ def recent_order_ids(session: Session, customer_ids: list[str], within: timedelt
             select(Order.id).where(col(Order.customer_id).in_(customer_ids), col(Order.placed_at) > utcnow() - within)
         ).all()
     )
+
+
+def suppression_key(channel: Channel, address: str) -> str:
+    """The SHA-256 hex of the normalized address: a phone in E.164, an email lowercased."""
+    normalized = address.strip()
+    if channel == Channel.sms:
+        try:
+            number = phonenumbers.parse(normalized, get_settings().default_region)
+            normalized = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        except phonenumbers.NumberParseException:
+            pass  # hashed as given: stored phones are E.164 already
+    else:
+        normalized = normalized.lower()
+    return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+def _addresses(phone: str | None, email: str | None) -> list[tuple[Channel, str]]:
+    return [(channel, address) for channel, address in ((Channel.sms, phone), (Channel.email, email)) if address]
+
+
+def is_suppressed(session: Session, phone: str | None = None, email: str | None = None) -> bool:
+    """Whether any of the given addresses is on the suppression list."""
+    keys = [suppression_key(channel, address) for channel, address in _addresses(phone, email)]
+    if not keys:
+        return False
+    return session.exec(select(Suppression.id).where(col(Suppression.key_hash).in_(keys))).first() is not None
+
+
+def suppress(session: Session, *, phone: str | None = None, email: str | None = None, reason: str) -> None:
+    """Add the addresses to the suppression list (an address already there is left as it is); not committed."""
+    for channel, address in _addresses(phone, email):
+        key = suppression_key(channel, address)
+        if session.exec(select(Suppression.id).where(Suppression.key_hash == key)).first() is None:
+            session.add(Suppression(key_hash=key, channel=channel, reason=reason))

@@ -81,6 +81,8 @@ class Consent(SQLModel, table=True):
     source: str = Field(max_length=64)  # checkout, sms_keyword, api, ...
     wording: str | None = None  # the exact text the customer agreed to
     wording_version: str | None = Field(default=None, max_length=32)
+    ip: str | None = Field(default=None, max_length=45)  # where the customer agreed, when known
+    user_agent: str | None = Field(default=None, max_length=500)
     recorded_at: datetime = _timestamp()
 
 
@@ -149,3 +151,15 @@ class WebhookReceipt(SQLModel, table=True):
     provider: str = Field(max_length=16)
     key: str = Field(max_length=200)
     received_at: datetime = _timestamp()
+
+
+class Suppression(SQLModel, table=True):
+    """Addresses never to be contacted again (an erased customer's): only a SHA-256 of the normalized address."""
+
+    __table_args__ = (UniqueConstraint("key_hash", name="uq_suppression_key_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_hash: str = Field(max_length=64)  # sha256 hex of the E.164 phone or the lowercased email
+    channel: Channel = Field(sa_type=String(8))
+    reason: str = Field(max_length=64)
+    created_at: datetime = _timestamp()

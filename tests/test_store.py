@@ -19,11 +19,14 @@ from models.store import consent_status
 from models.tables import Channel, Consent, ConsentStatus, Customer, Order, OrderItem, Product
 from tests.factories import order_payload
 
-TABLES = {"customer", "consent", "product", "order", "orderitem", "message", "webhookreceipt"}
+TABLES = {"customer", "consent", "product", "order", "orderitem", "message", "webhookreceipt", "suppression"}
 
 
 def test_migrations_go_down_and_up_again(engine):
     assert set(inspect(engine).get_table_names()) >= TABLES
+    downgrade(engine, "0002")
+    assert "suppression" not in inspect(engine).get_table_names()
+    assert not {"ip", "user_agent"} & {c["name"] for c in inspect(engine).get_columns("consent")}
     downgrade(engine, "0001")
     assert "webhookreceipt" not in inspect(engine).get_table_names()
     assert "delivery_status" not in {c["name"] for c in inspect(engine).get_columns("message")}
