@@ -20,10 +20,9 @@ from activities.rendering import Rendered, TemplateRenderer
 from channels.base import Channels, OutgoingMessage, PermanentFailure, RecipientOptedOut
 from models.contracts import SendRequest, SendResult
 from models.journeys import Brand
-from models.store import consent_status, is_suppressed
+from models.store import consent_status, is_suppressed, revoke_consent
 from models.tables import (
     Channel,
-    Consent,
     ConsentStatus,
     Customer,
     Message,
@@ -82,8 +81,7 @@ class MessageActivities:
             message.status, message.sent_at = MessageStatus.sent, utcnow()
         except RecipientOptedOut as e:  # e.g. Twilio 21610: the number replied STOP to the carrier
             message.status, message.reason = MessageStatus.skipped, f"opted_out: {e.code}"
-            session.add(Consent(customer_id=message.customer_id, channel=channel, status=ConsentStatus.revoked,
-                                source=f"provider:{provider.name}", wording=str(e)))  # fmt: skip
+            revoke_consent(session, message.customer_id, channel, source=f"provider:{provider.name}", wording=str(e))
         except PermanentFailure as e:  # a retry cannot mend it: recorded, and the journey goes on
             message.status, message.reason = MessageStatus.failed, f"provider: {e}"[:200]
         message.updated_at = utcnow()

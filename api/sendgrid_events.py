@@ -34,8 +34,8 @@ from starlette.concurrency import run_in_threadpool
 
 from channels.sendgrid import MESSAGE_ID_ARG
 from models.settings import Settings
-from models.store import consent_status
-from models.tables import Channel, Consent, ConsentStatus, Customer, Message, WebhookReceipt, utcnow
+from models.store import revoke_consent
+from models.tables import Channel, Customer, Message, WebhookReceipt, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -238,15 +238,11 @@ def revoke_email(session: Session, message: Message, event: Event) -> None:
         # The customer has changed address since: the suppressed one is no longer theirs.
         log.info("SendGrid %s on message %s: customer %s now uses another address", event.kind, message.id, customer.id)
         return
-    if consent_status(session, customer.id, Channel.email) == ConsentStatus.revoked:
-        return
     detail = f" ({event.reason})" if event.reason else ""
-    session.add(
-        Consent(
-            customer_id=customer.id,
-            channel=Channel.email,
-            status=ConsentStatus.revoked,
-            source=f"provider:{PROVIDER}:{event.kind}"[:64],
-            wording=f"SendGrid {event.kind}{detail} on message {message.id}",
-        )
+    revoke_consent(
+        session,
+        customer.id,
+        Channel.email,
+        source=f"provider:{PROVIDER}:{event.kind}",
+        wording=f"SendGrid {event.kind}{detail} on message {message.id}",
     )

@@ -24,7 +24,7 @@ from api.keywords import classify
 from channels.twilio import OPTED_OUT
 from models.journeys import Brand, JourneysConfig
 from models.settings import Settings
-from models.store import consent_status, recent_order_ids
+from models.store import recent_order_ids, revoke_consent
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, WebhookReceipt, utcnow
 from starter.journeys import post_purchase_id, signal_opt_out
 
@@ -100,17 +100,9 @@ def update_status(engine: Engine, sid: str, reported: str, error_code: str | Non
             message.delivery_status, message.delivery_updated_at = reported, utcnow()
             session.add(message)
         # The number replied STOP to the carrier (or Twilio's own opt-out): every later send must skip it.
-        opted_out = error_code == str(OPTED_OUT) and message.channel == Channel.sms
-        if opted_out and consent_status(session, message.customer_id, Channel.sms) != ConsentStatus.revoked:
-            session.add(
-                Consent(
-                    customer_id=message.customer_id,
-                    channel=Channel.sms,
-                    status=ConsentStatus.revoked,
-                    source=f"provider:{PROVIDER}",
-                    wording=f"Twilio error {OPTED_OUT} on message {sid}",
-                )
-            )
+        if error_code == str(OPTED_OUT) and message.channel == Channel.sms:
+            wording = f"Twilio error {OPTED_OUT} on message {sid}"
+            revoke_consent(session, message.customer_id, Channel.sms, source=f"provider:{PROVIDER}", wording=wording)
         session.commit()
 
 

@@ -20,6 +20,22 @@ def consent_status(session: Session, customer_id: str, channel: Channel) -> Cons
     return ConsentStatus(latest.status) if latest else None
 
 
+def revoke_consent(session: Session, customer_id: str, channel: Channel, source: str, wording: str) -> bool:
+    """Record that the customer withdrew consent for a channel, unless their latest record already says so."""
+    if consent_status(session, customer_id, channel) == ConsentStatus.revoked:
+        return False
+    session.add(
+        Consent(
+            customer_id=customer_id,
+            channel=channel,
+            status=ConsentStatus.revoked,
+            source=source[:64],
+            wording=wording,
+        )
+    )
+    return True
+
+
 def recent_order_ids(session: Session, customer_ids: list[str], within: timedelta) -> list[str]:
     """The customers' orders placed within `within` of now: those whose journeys may still be running."""
     return list(
