@@ -20,7 +20,7 @@ from activities.rendering import Rendered, TemplateRenderer
 from channels.base import Channels, OutgoingMessage, PermanentFailure, RecipientOptedOut
 from models.contracts import SendRequest, SendResult
 from models.journeys import Brand
-from models.store import consent_status, is_suppressed, revoke_consent
+from models.store import consent_status, is_suppressed, lock_customer, revoke_consent
 from models.tables import (
     Channel,
     ConsentStatus,
@@ -75,6 +75,14 @@ class MessageActivities:
             body=message.body or "",
             journey=message.journey,
         )
+        # From here to the commit the customer is locked: a STOP recorded before this point is seen below, and one
+        # that arrives during the provider call waits for the commit, so nothing is sent after a STOP is recorded.
+        lock_customer(session, message.customer_id)
+        if not _still_allowed(session, message.customer_id, channel, outgoing.to):
+            message.status, message.reason = MessageStatus.skipped, "opted_out"
+            message.updated_at = utcnow()
+            _store(session, message)
+            return
         message.provider = provider.name
         try:
             message.provider_id = provider.send(outgoing, maybe_sent=maybe_sent)
@@ -143,6 +151,14 @@ def _choose_channel(session: Session, customer: Customer, channels: list[Channel
         if granted and not is_suppressed(session, phone, email):  # suppressed: an erased customer's address
             return channel
     return None
+
+
+def _still_allowed(session: Session, customer_id: str, channel: Channel, address: str) -> bool:
+    """Consent and no suppression, checked again under the customer's lock just before the provider call."""
+    if consent_status(session, customer_id, channel) != ConsentStatus.granted:
+        return False
+    phone, email = (address, None) if channel == Channel.sms else (None, address)
+    return not is_suppressed(session, phone, email)
 
 
 def _address(session: Session, message: Message) -> str:

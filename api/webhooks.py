@@ -24,7 +24,7 @@ from api.keywords import classify
 from channels.twilio import OPTED_OUT
 from models.journeys import Brand, JourneysConfig
 from models.settings import Settings
-from models.store import recent_order_ids, revoke_consent
+from models.store import lock_customer, recent_order_ids, revoke_consent
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, WebhookReceipt, utcnow
 from starter.journeys import post_purchase_id, signal_opt_out
 
@@ -115,6 +115,10 @@ def handle_inbound(
     with Session(engine) as session:
         customers = session.exec(select(Customer).where(Customer.phone == sender)).all() if sender else []
         if intent in ("stop", "start") and customers:
+            # Each customer's lock first (in one order, so two deliveries cannot deadlock): a send in flight
+            # finishes before the consent is recorded, and a send after it sees the consent.
+            for customer_id in sorted(c.id for c in customers):
+                lock_customer(session, customer_id)
             if key:
                 session.add(WebhookReceipt(provider=PROVIDER, key=key[:200]))
             for customer in customers:

@@ -19,9 +19,13 @@ class OutboxChannel:
 
     def send(self, message: OutgoingMessage, *, maybe_sent: bool = False) -> str:
         title = f"{message.channel.upper()} to {message.to} · {message.journey or ''} · message {message.message_id}"
-        text = Text()  # plain Text: a body's brackets are not Rich markup
-        if message.subject:
-            text.append(message.subject + "\n\n", style="bold")
-        text.append(message.body)
-        self._console.print(Panel(text, title=Text(title), title_align="left", expand=False))
+        subject = f"{message.subject}\n\n" if message.subject else ""
+        if not self._console.is_terminal:  # a log file: plain lines, no box drawing
+            self._console.file.write(f"--- {title}\n{subject}{message.body}\n")
+            self._console.file.flush()
+        else:
+            text = Text()  # plain Text: a body's brackets are not Rich markup
+            text.append(subject, style="bold")
+            text.append(message.body)
+            self._console.print(Panel(text, title=Text(title), title_align="left", expand=False))
         return f"outbox-{message.message_id}"

@@ -4,10 +4,25 @@ import hashlib
 from datetime import timedelta
 
 import phonenumbers
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from models.settings import get_settings
-from models.tables import Channel, Consent, ConsentStatus, Order, Suppression, utcnow
+from models.tables import Channel, Consent, ConsentStatus, Customer, Order, Suppression, utcnow
+
+
+def lock_customer(session: Session, customer_id: str) -> None:
+    """Hold the customer's write lock until the session's transaction ends: what serializes a send (consent
+    checked, provider called, marked sent) against a STOP or START for that customer.
+
+    One no-op UPDATE serves both databases: PostgreSQL locks the row, SQLite takes the database's write lock
+    (and waits for it, up to the busy timeout, while another transaction holds it)."""
+    session.exec(
+        update(Customer)
+        .where(col(Customer.id) == customer_id)
+        .values(updated_at=Customer.updated_at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def consent_status(session: Session, customer_id: str, channel: Channel) -> ConsentStatus | None:
