@@ -4,11 +4,11 @@ import hashlib
 from datetime import timedelta
 
 import phonenumbers
-from sqlalchemy import update
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from models.settings import get_settings
-from models.tables import Channel, Consent, ConsentStatus, Customer, Order, Suppression, utcnow
+from models.tables import Channel, Consent, ConsentStatus, Order, Suppression, utcnow
 
 
 def lock_customer(session: Session, customer_id: str) -> None:
@@ -17,11 +17,8 @@ def lock_customer(session: Session, customer_id: str) -> None:
 
     One no-op UPDATE serves both databases: PostgreSQL locks the row, SQLite takes the database's write lock
     (and waits for it, up to the busy timeout, while another transaction holds it)."""
-    session.exec(
-        update(Customer)
-        .where(col(Customer.id) == customer_id)
-        .values(updated_at=Customer.updated_at)
-        .execution_options(synchronize_session=False)
+    session.connection().execute(
+        text("UPDATE customer SET updated_at = updated_at WHERE id = :id"), {"id": customer_id}
     )
 
 
