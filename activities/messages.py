@@ -78,7 +78,7 @@ class MessageActivities:
         # From here to the commit the customer is locked: a STOP recorded before this point is seen below, and one
         # that arrives during the provider call waits for the commit, so nothing is sent after a STOP is recorded.
         lock_customer(session, message.customer_id)
-        if not _still_allowed(session, message.customer_id, channel, outgoing.to):
+        if not _allowed(session, message.customer_id, channel, outgoing.to):
             message.status, message.reason = MessageStatus.skipped, "opted_out"
             message.updated_at = utcnow()
             _store(session, message)
@@ -146,15 +146,14 @@ def _choose_channel(session: Session, customer: Customer, channels: list[Channel
     preferred = sorted(channels, key=lambda c: c != customer.preferred_channel)
     for channel in preferred:
         address = customer.phone if channel == Channel.sms else customer.email
-        phone, email = (address, None) if channel == Channel.sms else (None, address)
-        granted = address and consent_status(session, customer.id, channel) == ConsentStatus.granted
-        if granted and not is_suppressed(session, phone, email):  # suppressed: an erased customer's address
+        if address and _allowed(session, customer.id, channel, address):
             return channel
     return None
 
 
-def _still_allowed(session: Session, customer_id: str, channel: Channel, address: str) -> bool:
-    """Consent and no suppression, checked again under the customer's lock just before the provider call."""
+def _allowed(session: Session, customer_id: str, channel: Channel, address: str) -> bool:
+    """Consent granted and the address not suppressed (an erased customer's). Checked when the channel is chosen,
+    and again under the customer's lock just before the provider call."""
     if consent_status(session, customer_id, channel) != ConsentStatus.granted:
         return False
     phone, email = (address, None) if channel == Channel.sms else (None, address)
