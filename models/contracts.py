@@ -38,6 +38,11 @@ class MessageKind(StrEnum):
     transactional = "transactional"
 
 
+class Priority(StrEnum):
+    high = "high"
+    low = "low"
+
+
 class StepPlan(BaseModel):
     """One message of a journey, as the marketer configured it."""
 
@@ -48,6 +53,8 @@ class StepPlan(BaseModel):
     templates_by_segment: dict[Segment, str] = {}
     channels: list[Channel] = [Channel.sms, Channel.email]  # order of preference
     kind: MessageKind = MessageKind.marketing
+    priority: Priority = Priority.high  # when the frequency cap is reached: high waits (deferred), low is dropped
+    sms_segments: int = Field(default=2, ge=1)  # the text's budget, link and opt-out footer included
 
     @field_validator("after", mode="before")
     @classmethod
@@ -97,7 +104,22 @@ class SendRequest(BaseModel):
     template: str
     channels: list[Channel]
     kind: MessageKind = MessageKind.marketing
+    priority: Priority = Priority.high
     order_id: str | None = None
+
+
+class ClickedSignal(BaseModel):
+    step: str  # the step whose message's link was clicked
+    message_id: int
+
+
+class MessageEventSignal(BaseModel):
+    """What the provider reported about a journey's message: delivered, open, click, bounce, dropped, spamreport,
+    unsubscribe, group_unsubscribe (SendGrid), undelivered or failed (Twilio)."""
+
+    step: str
+    message_id: int
+    event: str
 
 
 class SendResult(BaseModel):
@@ -129,6 +151,8 @@ class JourneyState(BaseModel):
     next_wake_up: datetime | None = None
     steps_done: list[StepOutcome] = []
     opted_out: list[Channel] = []
+    clicked: list[str] = []  # steps whose links the customer clicked
+    events: list[str] = []  # "step: event" as the providers reported them (delivered, open, bounce, ...)
     ended: str | None = None  # "completed", "purchased", "opted_out"
 
 

@@ -5,13 +5,14 @@ and never the replay of running ones.
 """
 
 import tomllib
-from datetime import timedelta
+from datetime import time, timedelta
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from models.contracts import PostPurchasePlan, Segment
+from models.contracts import PostPurchasePlan, Segment, parse_duration
 from models.settings import ROOT
 
 TEMPLATES_DIR = ROOT / "templates"
@@ -41,12 +42,83 @@ class Segments(BaseModel):
         return Segment.first_time
 
 
+class Cap(BaseModel):
+    """At most `count` marketing messages of a channel to one customer within any `per`, across all journeys."""
+
+    count: int = Field(ge=1)
+    per: timedelta
+
+    @field_validator("per", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) and not value.startswith("P") else value
+
+
+# However the caps are configured, never more than this many marketing texts to one customer a day: enforced at
+# send time next to the configured cap.
+SMS_CEILING = Cap(count=3, per=timedelta(hours=24))
+
+
+def _window(text: str) -> tuple[time, time]:
+    start, sep, end = text.partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        return time.fromisoformat(start.strip()), time.fromisoformat(end.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a window like '09:00-20:00'") from None
+
+
+class Policy(BaseModel):
+    """The send policy's settings. Quiet hours and caps apply to marketing; transactional messages (order updates)
+    have their own window and no cap."""
+
+    default_timezone: str  # the recipient's zone when neither their profile nor their number tells it
+    quiet_hours: bool = True  # false only for a demo that sends to the outbox
+    marketing_window: str = "09:00-20:00"  # local time; kept within 08:00-21:00, and 08:00-20:00 in FL, OK, MD
+    transactional_window: str = "08:00-21:00"
+    frequency_caps: bool = True  # false only for a demo that sends to the outbox
+    sms_cap: Cap = Cap(count=1, per=timedelta(hours=24))
+    email_cap: Cap = Cap(count=1, per=timedelta(hours=16))
+    sms_footer: str = "Reply STOP to opt out."  # added to a customer's first marketing text
+    coupon_valid_for: timedelta = timedelta(days=14)
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone such as 'America/New_York'") from None
+        return value
+
+    @field_validator("marketing_window", "transactional_window")
+    @classmethod
+    def _valid_window(cls, value: str) -> str:
+        start, end = _window(value)
+        if not start < end:
+            raise ValueError(f"{value!r}: the window must start before it ends, within one day")
+        return value
+
+    @field_validator("coupon_valid_for", mode="before")
+    @classmethod
+    def _coupon_duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) and not value.startswith("P") else value
+
+    def window(self, kind: str) -> tuple[time, time]:
+        return _window(self.marketing_window if kind == "marketing" else self.transactional_window)
+
+    def cap(self, channel: str) -> Cap:
+        return self.sms_cap if channel == "sms" else self.email_cap
+
+
 class Journeys(BaseModel):
     post_purchase: PostPurchasePlan
 
 
 class JourneysConfig(BaseModel):
     brand: Brand
+    policy: Policy
     segments: Segments = Segments()
     journeys: Journeys
 

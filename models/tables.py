@@ -56,6 +56,7 @@ class MessageStatus(StrEnum):
     sent = "sent"  # the provider accepted it (the outbox channel: recorded)
     skipped = "skipped"  # the send policy decided not to send; `reason` says why
     failed = "failed"  # a permanent provider error
+    deferred = "deferred"  # quiet hours or the frequency cap: tried again at `not_before`; `reason` says why
 
 
 class Customer(SQLModel, table=True):
@@ -102,6 +103,9 @@ class Order(SQLModel, table=True):
     currency: str = Field(max_length=3)
     total: Decimal = _money()
     coupon_code: str | None = Field(default=None, max_length=64)
+    # The message whose coupon this order redeemed, and its journey: the order counts as that journey's conversion.
+    attributed_message_id: int | None = Field(default=None, foreign_key="message.id")
+    attributed_journey: str | None = Field(default=None, max_length=64)
     created_at: datetime = _timestamp()
 
 
@@ -132,6 +136,8 @@ class Message(SQLModel, table=True):
     body: str | None = None
     status: MessageStatus = Field(sa_type=String(16))
     reason: str | None = Field(default=None, max_length=200)
+    kind: str = Field(default="marketing", max_length=16)  # marketing or transactional: which caps and window apply
+    not_before: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))  # deferred
     provider: str | None = Field(default=None, max_length=32)
     provider_id: str | None = Field(default=None, max_length=128, index=True)  # status callbacks look it up
     created_at: datetime = _timestamp()
@@ -163,3 +169,52 @@ class Suppression(SQLModel, table=True):
     channel: Channel = Field(sa_type=String(8))
     reason: str = Field(max_length=64)
     created_at: datetime = _timestamp()
+
+
+class LinkKind(StrEnum):
+    click = "click"  # /r/{token}: recorded, then redirected to `url`
+    unsubscribe = "unsubscribe"  # /u/{token}: one-click email unsubscribe (List-Unsubscribe)
+
+
+class Link(SQLModel, table=True):
+    """A per-recipient link made when a message is rendered: the token is random (80 bits) and says nothing."""
+
+    token: str = Field(primary_key=True, max_length=32)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    kind: LinkKind = Field(sa_type=String(16))
+    url: str | None = Field(default=None, max_length=2000)  # the destination, without our UTM parameters
+    created_at: datetime = _timestamp()
+
+
+class Click(SQLModel, table=True):
+    """Every visit of a link; unique clicks are the distinct links clicked."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    token: str = Field(foreign_key="link.token", index=True, max_length=32)
+    clicked_at: datetime = _timestamp()
+    ip: str | None = Field(default=None, max_length=45)
+    user_agent: str | None = Field(default=None, max_length=500)
+
+
+class Coupon(SQLModel, table=True):
+    """A unique, single-use code made for one message; redeemed by the order that quotes it."""
+
+    code: str = Field(primary_key=True, max_length=32)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    journey: str = Field(max_length=64)
+    percent_off: int
+    expires_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    created_at: datetime = _timestamp()
+    redeemed_order_id: str | None = Field(default=None, foreign_key="order.id", max_length=128, unique=True)
+    redeemed_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class CouponRejection(SQLModel, table=True):
+    """A code quoted with an order that could not be redeemed (unknown, expired, already used); the order stands."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: str = Field(foreign_key="order.id", index=True, max_length=128)
+    code: str = Field(max_length=64)
+    reason: str = Field(max_length=32)
+    rejected_at: datetime = _timestamp()

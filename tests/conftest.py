@@ -50,8 +50,17 @@ def channels(recorder: RecordingChannel) -> Channels:
 
 
 @pytest.fixture(scope="session")
-def config() -> JourneysConfig:
+def shipped_config() -> JourneysConfig:
+    """config/journeys.toml as shipped: quiet hours and caps on."""
     return load_journeys(ROOT / "config" / "journeys.toml")
+
+
+@pytest.fixture(scope="session")
+def config(shipped_config: JourneysConfig) -> JourneysConfig:
+    """The shipped journeys with quiet hours and caps off, so that tests about something else do not depend on
+    the hour they run at. The tests of quiet hours and caps use `shipped_config`."""
+    policy = shipped_config.policy.model_copy(update={"quiet_hours": False, "frequency_caps": False})
+    return shipped_config.model_copy(update={"policy": policy})
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ with workflow.unsafe.imports_passed_through():
     from models import search
     from models.contracts import (
         Channel,
+        ClickedSignal,
         JourneyResult,
         JourneyState,
+        MessageEventSignal,
         OptOutSignal,
         PurchaseSignal,
         SendRequest,
@@ -57,6 +59,19 @@ class Journey:
             self._state.opted_out.append(signal.channel)
         if self._channels and self._channels <= set(self._state.opted_out):
             self._exit = self._exit or "opted_out"
+
+    @workflow.signal
+    def clicked(self, signal: ClickedSignal) -> None:
+        """The customer clicked a link of this journey's message (recorded by /r/{token})."""
+        if signal.step not in self._state.clicked:
+            self._state.clicked.append(signal.step)
+
+    @workflow.signal
+    def message_event(self, signal: MessageEventSignal) -> None:
+        """A provider's report on one of this journey's messages; journeys that branch on opens read `state`."""
+        event = f"{signal.step}: {signal.event}"
+        if event not in self._state.events:  # an email opened ten times is one "open"
+            self._state.events.append(event)
 
     @workflow.query
     def state(self) -> JourneyState:
@@ -112,5 +127,6 @@ class Journey:
             template=template,
             channels=step.channels,
             kind=step.kind,
+            priority=step.priority,
             order_id=order_id,
         )
