@@ -14,6 +14,7 @@ class OutgoingMessage:
     body: str
     subject: str | None = None
     journey: str | None = None
+    unsubscribe_url: str | None = None  # marketing email: our one-click List-Unsubscribe URL (RFC 8058)
 
 
 class PermanentFailure(Exception):

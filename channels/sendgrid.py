@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
-from sendgrid.helpers.mail import Asm, Category, CustomArg, Mail
+from sendgrid.helpers.mail import Asm, Category, CustomArg, Header, Mail
 
 from channels.base import OutcomeUnknown, OutgoingMessage, PermanentFailure, ProviderUnavailable
 
@@ -97,9 +97,12 @@ class SendGridChannel:
         mail.add_custom_arg(CustomArg(MESSAGE_ID_ARG, str(message.message_id)))
         if message.journey:
             mail.add_category(Category(message.journey))
+        if message.unsubscribe_url:
+            # One click in the mail client revokes email consent here, where every send checks it (RFC 8058).
+            mail.add_header(Header("List-Unsubscribe", f"<{message.unsubscribe_url}>"))
+            mail.add_header(Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         if self.unsubscribe_group_id is not None:
-            # SendGrid then hosts the unsubscribe page and adds the List-Unsubscribe headers itself. Our own
-            # one-click URL waits for its route (with an unguessable per-message token) in the API.
+            # SendGrid's group too: its suppressions reach us through the event webhook (group_unsubscribe).
             mail.asm = Asm(self.unsubscribe_group_id)
         return mail
 

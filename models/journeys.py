@@ -12,14 +12,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from models.contracts import PostPurchasePlan, Segment, parse_duration
-from models.settings import ROOT
+from models.contracts import MessageKind, PostPurchasePlan, Segment, parse_duration
+from models.settings import ROOT, get_settings
+from models.tables import Channel
 
 TEMPLATES_DIR = ROOT / "templates"
 
 
 class Brand(BaseModel):
     name: str
+    shop_url: str = Field(pattern=r"^https?://[^/\s]+")  # templates link to it: {{ link(brand.shop_url ~ "/new") }}
     help_text: str
     sms_consent_wording: str
     email_consent_wording: str
@@ -105,6 +107,10 @@ class Policy(BaseModel):
     def _coupon_duration(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) and not value.startswith("P") else value
 
+    def with_footer(self, body: str) -> str:
+        """The body with the opt-out footer, unless the text already tells how to opt out."""
+        return body if "STOP" in body else f"{body} {self.sms_footer}"
+
     def window(self, kind: str) -> tuple[time, time]:
         return _window(self.marketing_window if kind == "marketing" else self.transactional_window)
 
@@ -138,6 +144,31 @@ class JourneysConfig(BaseModel):
         ]
         if missing:
             raise ValueError("missing templates: " + ", ".join(sorted(missing)))
+        return self
+
+    @model_validator(mode="after")
+    def _sms_within_budget(self) -> "JourneysConfig":
+        """Each text, rendered for a long name with its link, code and opt-out footer, fits its step's budget."""
+        from activities.rendering import TemplateRenderer, sample_sms  # the renderer lives with the send policy
+        from channels.segments import count
+
+        renderer, public_url = TemplateRenderer(), get_settings().public_url
+        over = []
+        for step in self.journeys.post_purchase.steps:
+            if Channel.sms not in step.channels:
+                continue
+            for key in sorted({step.template, *step.templates_by_segment.values()}):
+                text = sample_sms(renderer, key, self.brand, public_url)
+                if step.kind == MessageKind.marketing:
+                    text = self.policy.with_footer(text)
+                size = count(text)
+                if size.segments > step.sms_segments:
+                    over.append(
+                        f"{step.name}: {key}.sms.j2 is {size.segments} segments ({size.encoding}, {size.units} "
+                        f"units with link and footer), over its budget of {step.sms_segments} (sms_segments)"
+                    )
+        if over:
+            raise ValueError("texts over budget: " + "; ".join(over))
         return self
 
 

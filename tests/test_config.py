@@ -62,6 +62,10 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
         ('name = "loyalty_review"', 'name = "thank_you"', "unique"),
         ('channels = ["email", "sms"]', 'channels = ["fax"]', "channels"),
         ('[brand]\nname = "Northwind Outfitters"', "[brand]", "brand.name"),
+        ('name = "thank_you"', 'name = "thank_you"\nsms_segments = 1', "thank_you.sms.j2 is 2 segments"),
+        ('default_timezone = "America/New_York"', 'default_timezone = "Mars/Olympus"', "not an IANA time zone"),
+        ("[policy]", '[policy]\nmarketing_window = "21:00-09:00"', "must start before it ends"),
+        ("[policy]", '[policy]\nsms_cap = { count = 0, per = "24h" }', "sms_cap.count"),
     ],
 )
 def test_a_broken_journeys_file_is_refused_naming_the_problem(tmp_path: Path, old: str, new: str, message: str):

@@ -74,7 +74,7 @@ def sha256(text: str) -> str:
 
 def send(engine: Engine, config: JourneysConfig, recorder: RecordingChannel, customer_id: str = "c_42", **request: Any):
     """send_message for one step (`step`, default thank_you) of the customer's journey, by SMS or email."""
-    activities = MessageActivities(engine, Channels(recorder, recorder), config.brand, TemplateRenderer())
+    activities = MessageActivities(engine, Channels(recorder, recorder), config, TemplateRenderer())
     fields: dict[str, Any] = {
         "customer_id": customer_id,
         "journey": "post_purchase",

@@ -27,7 +27,7 @@ from tests.factories import order_payload
 def activities(engine, config, channels) -> MessageActivities:
     with Session(engine) as session:
         store_order(session, OrderIn.model_validate(order_payload()), config)
-    return MessageActivities(engine, channels, config.brand, TemplateRenderer())
+    return MessageActivities(engine, channels, config, TemplateRenderer())
 
 
 def request(step: str = "thank_you", template: str = "post_purchase/thank_you") -> SendRequest:
@@ -76,14 +76,14 @@ class FailingChannel:
 def test_row_is_written_before_the_provider_and_a_retry_completes_it(engine, config, recorder):
     with Session(engine) as session:
         store_order(session, OrderIn.model_validate(order_payload()), config)
-    broken = MessageActivities(engine, Channels(FailingChannel(), FailingChannel()), config.brand, TemplateRenderer())
+    broken = MessageActivities(engine, Channels(FailingChannel(), FailingChannel()), config, TemplateRenderer())
     env = ActivityEnvironment()
     with pytest.raises(ConnectionError):
         env.run(broken.send_message, request())
     [row] = outbox(engine)
     assert row.status == MessageStatus.pending and row.body  # decided and rendered before the call
 
-    working = MessageActivities(engine, Channels(recorder, recorder), config.brand, TemplateRenderer())
+    working = MessageActivities(engine, Channels(recorder, recorder), config, TemplateRenderer())
     result = env.run(working.send_message, request())
     assert result.status == "sent" and result.message_id == row.id
     assert [m.message_id for m in recorder.sent] == [row.id]
@@ -132,7 +132,7 @@ def test_a_permanent_twilio_refusal_is_recorded_and_not_retried(
     httpserver.expect_request("/2010-04-01/Accounts/AC123/Messages.json", method="POST").respond_with_json(
         {"code": code, "message": "refused", "more_info": "", "status": 400}, status=400
     )
-    activities = MessageActivities(engine, twilio_channels(httpserver, recorder), config.brand, TemplateRenderer())
+    activities = MessageActivities(engine, twilio_channels(httpserver, recorder), config, TemplateRenderer())
 
     result = ActivityEnvironment().run(activities.send_message, request())
     again = ActivityEnvironment().run(activities.send_message, request())

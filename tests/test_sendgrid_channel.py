@@ -59,7 +59,8 @@ def test_sends_the_exact_request_and_returns_the_message_id(httpserver: HTTPServ
         "", status=202, headers={"X-Message-Id": "sg-abc123"}
     )
 
-    provider_id = _channel(httpserver, unsubscribe_group_id=7).send(_message())
+    unsubscribe = "https://comeback.example.com/u/tok"
+    provider_id = _channel(httpserver, unsubscribe_group_id=7).send(_message(unsubscribe_url=unsubscribe))
 
     assert provider_id == "sg-abc123"
     request, _ = httpserver.log[0]
@@ -72,6 +73,7 @@ def test_sends_the_exact_request_and_returns_the_message_id(httpserver: HTTPServ
         "content": [{"type": "text/plain", "value": "Hi Ada,\nyour boots are still waiting."}],
         "categories": ["abandoned_cart"],
         "custom_args": {"comeback_message_id": "42"},
+        "headers": {"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
         "asm": {"group_id": 7},
     }
 

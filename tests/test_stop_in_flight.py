@@ -63,7 +63,7 @@ def request() -> SendRequest:
 
 
 def activities(engine: Engine, config: JourneysConfig, provider: object) -> MessageActivities:
-    return MessageActivities(engine, Channels(provider, provider), config.brand, TemplateRenderer())  # type: ignore[arg-type]
+    return MessageActivities(engine, Channels(provider, provider), config, TemplateRenderer())  # type: ignore[arg-type]
 
 
 def stop(engine: Engine, config: JourneysConfig) -> None:
