@@ -14,7 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from channels.base import Channels
 from channels.outbox import OutboxChannel
-from models.contracts import OptOutSignal, PurchaseSignal
+from models.contracts import ClickedSignal, MessageEventSignal, OptOutSignal, PurchaseSignal
 from models.db import make_engine, migrate
 from models.journeys import load_journeys
 from models.settings import ROOT
@@ -50,7 +50,22 @@ async def record() -> None:
             for channel in (Channel.sms, Channel.email):
                 await leaving.signal("opted_out", OptOutSignal(channel=channel))
             await leaving.result()
-            recorded = [("full", full), ("purchased_early", early), ("no_consent", no_consent), ("opted_out", leaving)]
+            # Due at night in the customer's zone: deferred to 09:00; then a click and a delivery report arrive.
+            due = await env.get_current_time() + config.journeys.post_purchase.steps[0].after
+            offset = (3 - due.hour) % 24
+            offset = offset - 24 if offset > 14 else offset
+            night = await shop.order("h-night", customer_id="c_h5", timezone=f"Etc/GMT{-offset:+d}")
+            await env.sleep(timedelta(days=8))
+            await night.signal("clicked", ClickedSignal(step="thank_you", message_id=1))
+            await night.signal("message_event", MessageEventSignal(step="loyalty_review", message_id=2, event="open"))
+            await night.result()
+            recorded = [
+                ("full", full),
+                ("purchased_early", early),
+                ("no_consent", no_consent),
+                ("opted_out", leaving),
+                ("deferred_clicked", night),
+            ]
             for name, handle in recorded:
                 path = HISTORIES / f"post_purchase_{name}.json"
                 path.write_text((await handle.fetch_history()).to_json())
