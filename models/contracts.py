@@ -122,6 +122,12 @@ class MessageEventSignal(BaseModel):
     event: str
 
 
+class RepliedSignal(BaseModel):
+    """The customer texted something that is no keyword; the text stays in the database (`Reply`)."""
+
+    reply_id: int
+
+
 class SendResult(BaseModel):
     status: Literal["sent", "deferred", "skipped"]
     channel: Channel | None = None

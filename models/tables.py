@@ -218,3 +218,15 @@ class CouponRejection(SQLModel, table=True):
     code: str = Field(max_length=64)
     reason: str = Field(max_length=32)
     rejected_at: datetime = _timestamp()
+
+
+class Reply(SQLModel, table=True):
+    """An inbound text that is no keyword (STOP, START, HELP): kept for the shop, and told to the customer's
+    conversation when one runs."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str | None = Field(default=None, foreign_key="customer.id", index=True, max_length=128)
+    sender: str = Field(max_length=20)  # E.164, also for a number we do not know
+    body: str
+    provider_key: str | None = Field(default=None, max_length=200, unique=True)  # duplicate deliveries
+    received_at: datetime = _timestamp()

@@ -1,4 +1,4 @@
-"""links, clicks, coupons; deferred messages; order attribution
+"""links, clicks, coupons; deferred messages; order attribution; inbound replies
 
 Revision ID: 0004
 Revises: 0003
@@ -98,6 +98,21 @@ def upgrade() -> None:
     with op.batch_alter_table("couponrejection", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_couponrejection_order_id"), ["order_id"], unique=False)
 
+    op.create_table(
+        "reply",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True),
+        sa.Column("sender", sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+        sa.Column("body", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("provider_key", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=True),
+        sa.Column("received_at", models.tables.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["customer_id"], ["customer.id"]),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("provider_key", name="uq_reply_provider_key"),
+    )
+    with op.batch_alter_table("reply", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_reply_customer_id"), ["customer_id"], unique=False)
+
     with op.batch_alter_table("message", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False, server_default="marketing")
@@ -124,6 +139,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_couponrejection_order_id"))
 
     op.drop_table("couponrejection")
+    with op.batch_alter_table("reply", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reply_customer_id"))
+
+    op.drop_table("reply")
     with op.batch_alter_table("coupon", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_coupon_message_id"))
         batch_op.drop_index(batch_op.f("ix_coupon_customer_id"))
