@@ -1,4 +1,4 @@
-"""The HTTP API: order intake, the customer's outbox, health."""
+"""The HTTP API: order intake, the customer's outbox, tracked links, provider webhooks, health."""
 
 import logging
 import secrets
@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 
 from api.customers import customers_router
 from api.intake import StoredOrder, store_order
+from api.links import links_router
 from api.schemas import IntakeResult, MessageOut, OrderIn
 from api.sendgrid_events import sendgrid_events
 from api.webhooks import twilio_webhooks
@@ -48,6 +49,9 @@ def create_app(
     engine = engine or make_engine(settings.database_url)
     config = config or load_journeys(settings.journeys_path)
     temporal: dict[str, Client] = {"client": client} if client else {}
+
+    def temporal_client() -> Client:  # for the routers: the client is connected when the app starts
+        return temporal["client"]
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,6 +90,7 @@ def create_app(
         status_code=status.HTTP_202_ACCEPTED,
         dependencies=[Depends(authorized)],
         responses={200: {"model": IntakeResult, "description": "The order was already known"}},
+        response_model_exclude_none=True,  # `coupon` only when the order quoted one
     )
     async def post_order(order: OrderIn, response: Response) -> IntakeResult:
         """Store the order and start its post-purchase journey; a purchase ends the customer's other journeys."""
@@ -114,7 +119,7 @@ def create_app(
             ) from e
         if not started:
             response.status_code = status.HTTP_200_OK
-        return IntakeResult(workflow_id=workflow_id, status="started" if started else "exists")
+        return IntakeResult(workflow_id=workflow_id, status="started" if started else "exists", coupon=stored.coupon)
 
     @app.get("/customers/{customer_id}/messages", dependencies=[Depends(authorized)])
     def customer_messages(customer_id: str) -> list[MessageOut]:
@@ -128,9 +133,11 @@ def create_app(
             return [MessageOut.model_validate(row, from_attributes=True) for row in rows]
 
     # Authenticated by Twilio's signature, not the bearer token; every request is a 403 without TWILIO_AUTH_TOKEN.
-    app.include_router(twilio_webhooks(settings, engine, config, lambda: temporal["client"]))
-    app.include_router(sendgrid_events(settings, engine))  # SendGrid's ECDSA signature; 403 without the key
+    app.include_router(twilio_webhooks(settings, engine, config, temporal_client))
+    # SendGrid's ECDSA signature; every request is a 403 without SENDGRID_WEBHOOK_PUBLIC_KEY.
+    app.include_router(sendgrid_events(settings, engine, temporal_client))
     app.include_router(customers_router(engine, config, authorized))
+    app.include_router(links_router(engine, config, temporal_client))  # public: the random token is the credential
 
     return app
 

@@ -1,17 +1,31 @@
-"""Storing an order: customer, consent, products, order and items, in one transaction."""
+"""Storing an order: customer, consent, products, order and items, and the redemption of the coupon code it
+quotes, in one transaction."""
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import cast
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.schemas import CustomerIn, OrderIn
+from api.schemas import CouponOutcome, CustomerIn, OrderIn
 from models.contracts import Segment
 from models.journeys import JourneysConfig
+from models.links import normalize_coupon_code
 from models.store import consent_status
-from models.tables import Channel, Consent, ConsentStatus, Customer, Order, OrderItem, Product, utcnow
+from models.tables import (
+    Channel,
+    Consent,
+    ConsentStatus,
+    Coupon,
+    CouponRejection,
+    Customer,
+    Order,
+    OrderItem,
+    Product,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -20,6 +34,7 @@ class StoredOrder:
     customer_id: str
     segment: Segment
     earlier_orders: list[str]  # the customer's orders placed before this one whose journeys may still run
+    coupon: CouponOutcome | None = None  # what became of the code the order quoted, if it quoted one
 
 
 def store_order(session: Session, order: OrderIn, config: JourneysConfig, attempts: int = 3) -> StoredOrder:
@@ -50,7 +65,11 @@ def store_order(session: Session, order: OrderIn, config: JourneysConfig, attemp
         )
     ).all()
     return StoredOrder(
-        created, stored.customer_id, customer_segment(session, stored.customer_id, config), list(earlier)
+        created,
+        stored.customer_id,
+        customer_segment(session, stored.customer_id, config),
+        list(earlier),
+        coupon_outcome(session, stored),
     )
 
 
@@ -73,17 +92,16 @@ def _insert_order(session: Session, order: OrderIn, config: JourneysConfig) -> N
         product.image_url = item.image_url or product.image_url
         product.price = product.price if product.price is not None else item.unit_price
         session.add(product)
-    session.add(
-        Order(
-            id=order.order_id,
-            customer_id=order.customer.id,
-            placed_at=order.placed_at,
-            currency=order.currency,
-            total=order.total,
-            coupon_code=order.coupon_code,
-        )
+    placed = Order(
+        id=order.order_id,
+        customer_id=order.customer.id,
+        placed_at=order.placed_at,
+        currency=order.currency,
+        total=order.total,
+        coupon_code=order.coupon_code,
     )
-    session.flush()  # the order row exists before its items reference it
+    session.add(placed)
+    session.flush()  # the order row exists before its items and its coupon reference it
     session.add_all(
         OrderItem(
             order_id=order.order_id,
@@ -96,6 +114,43 @@ def _insert_order(session: Session, order: OrderIn, config: JourneysConfig) -> N
         )
         for item in order.items
     )
+    if order.coupon_code:
+        redeem_coupon(session, placed, order.coupon_code)
+
+
+def redeem_coupon(session: Session, order: Order, quoted: str) -> None:
+    """Redeem the quoted code for the order and attribute the order to the coupon's message, or record why not.
+
+    One conditional UPDATE both checks and redeems, so two orders quoting a code at the same moment cannot both
+    have it: PostgreSQL re-checks `redeemed_order_id IS NULL` once the first one commits, and SQLite runs one
+    writer at a time. Expiry is judged at intake, not at `placed_at`, which the shop's backend sets."""
+    code, now = normalize_coupon_code(quoted), utcnow()
+    redeemed = session.exec(
+        update(Coupon)
+        .where(col(Coupon.code) == code, col(Coupon.redeemed_order_id).is_(None), col(Coupon.expires_at) > now)
+        .values(redeemed_order_id=order.id, redeemed_at=now)
+    )
+    coupon = session.get(Coupon, code)
+    if redeemed.rowcount == 1 and coupon is not None:
+        order.attributed_message_id, order.attributed_journey = coupon.message_id, coupon.journey
+        return
+    session.add(CouponRejection(order_id=order.id, code=code, reason=_rejection(coupon)))
+
+
+def _rejection(coupon: Coupon | None) -> CouponOutcome:
+    if coupon is None:
+        return "unknown"
+    return "already_redeemed" if coupon.redeemed_order_id is not None else "expired"
+
+
+def coupon_outcome(session: Session, order: Order) -> CouponOutcome | None:
+    """What became of the order's code, read back: a repeated POST of the order reports what the first did."""
+    if not order.coupon_code:
+        return None
+    if session.exec(select(Coupon.code).where(Coupon.redeemed_order_id == order.id)).first() is not None:
+        return "redeemed"
+    reason = session.exec(select(CouponRejection.reason).where(CouponRejection.order_id == order.id)).first()
+    return cast(CouponOutcome | None, reason)  # written by redeem_coupon, from the same values
 
 
 def upsert_customer(session: Session, incoming: CustomerIn, config: JourneysConfig, *, source: str) -> Customer:

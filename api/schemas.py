@@ -3,7 +3,7 @@
 import re
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -98,9 +98,14 @@ class OrderIn(BaseModel):
     items: list[OrderItemIn] = Field(min_length=1, max_length=500)
 
 
+# What became of the coupon code an order quoted; the order is accepted either way.
+CouponOutcome = Literal["redeemed", "unknown", "expired", "already_redeemed"]
+
+
 class IntakeResult(BaseModel):
     workflow_id: str
     status: str  # "started" | "exists"
+    coupon: CouponOutcome | None = None  # only when the order quoted a code; the same when the order is posted again
 
 
 class MessageOut(BaseModel):

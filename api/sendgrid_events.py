@@ -12,15 +12,19 @@ event finds its outbox row by our custom argument `comeback_message_id` (or, fai
 that starts `sg_message_id`, up to a dot); an event for a message we do not know is skipped, its receipt still
 recorded.
 
-Journeys are NOT signalled from here yet (a separate change adds that): a revoked consent is stored, and every
-later send checks consent, so the next email is skipped all the same.
+Once a batch is stored, each new event (not a redelivered one) about a journey's message is signalled to that
+journey as `message_event`. Signalling is best effort: the stored event is what counts, so an unreachable
+Temporal or an ended journey is logged and the answer is still 204. A revoked consent is not signalled as an
+opt-out: every later send checks consent, so the next email is skipped all the same.
 """
 
+import asyncio
 import base64
 import binascii
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,11 +35,15 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
 
 from channels.sendgrid import MESSAGE_ID_ARG
+from models.contracts import MessageEventSignal
+from models.links import workflow_id_of
 from models.settings import Settings
 from models.store import revoke_consent
 from models.tables import Channel, Customer, Message, WebhookReceipt, utcnow
+from starter.journeys import signal_message_event, signal_or_log
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +74,17 @@ REVOKING_EVENTS = frozenset({"bounce", "dropped", "spamreport", "unsubscribe", "
 # A drop revokes consent only when SendGrid dropped it because the address is suppressed or invalid; not for
 # reasons that are ours to fix ("Invalid SMTPAPI header", "Spam Content", "Recipient List over Package Quota").
 SUPPRESSED_DROP_REASONS = frozenset({"bounced address", "invalid", "unsubscribed address", "spam reporting address"})
+# What a journey is told (as `message_event`): outcomes and engagement, not SendGrid's intermediate steps
+# (processed, deferred), each of which would cost a signal and tell a journey nothing it branches on.
+SIGNALLED_EVENTS = frozenset(
+    {"delivered", "open", "click", "bounce", "blocked", "dropped", "spamreport", "unsubscribe", "group_unsubscribe"}
+)
+
+# A journey to tell about one of its messages: (workflow id, signal).
+Told = tuple[str, MessageEventSignal]
 
 
-def sendgrid_events(settings: Settings, engine: Engine) -> APIRouter:
+def sendgrid_events(settings: Settings, engine: Engine, temporal: Callable[[], Client]) -> APIRouter:
     router = APIRouter(prefix="/webhooks/sendgrid", tags=["webhooks"])
     verifier = EventWebhook()
     public_key = _load_key(verifier, settings.sendgrid_webhook_public_key)
@@ -110,7 +126,8 @@ def sendgrid_events(settings: Settings, engine: Engine) -> APIRouter:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not JSON") from None
         if not isinstance(batch, list):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not a JSON array of events")
-        await run_in_threadpool(handle_events, engine, [e for e in batch if isinstance(e, dict)])
+        told = await run_in_threadpool(handle_events, engine, [e for e in batch if isinstance(e, dict)])
+        await tell_journeys(temporal, told)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router
@@ -179,19 +196,49 @@ class Event:
         return self.kind != "dropped" or self.reason.strip().lower() in SUPPRESSED_DROP_REASONS
 
 
-def handle_events(engine: Engine, batch: list[dict[str, Any]]) -> None:
+def handle_events(engine: Engine, batch: list[dict[str, Any]]) -> list[Told]:
+    """Store each event once; return the journeys to tell about the events stored now (not about duplicates)."""
+    told: list[Told] = []
     for raw in batch:
         event = Event.parse(raw)
         with Session(engine) as session:
             try:
-                handle_event(session, event)
+                message = handle_event(session, event)
+                tell = journey_event(message, event)
                 session.commit()
             except IntegrityError:  # a duplicate delivery of this event: handled the first time
                 session.rollback()
                 log.info("duplicate SendGrid event %s ignored", event.event_id)
+                continue
+        if tell is not None:
+            told.append(tell)
+    return told
 
 
-def handle_event(session: Session, event: Event) -> None:
+def journey_event(message: Message | None, event: Event) -> Told | None:
+    if message is None or message.id is None or event.status not in SIGNALLED_EVENTS:
+        return None
+    return workflow_id_of(message), MessageEventSignal(step=message.step, message_id=message.id, event=event.status)
+
+
+async def tell_journeys(temporal: Callable[[], Client], told: list[Told]) -> None:
+    """Signal every journey at once (each bounded in time): a large batch must not wait on them one by one."""
+    if not told:
+        return
+    client = temporal()
+    await asyncio.gather(
+        *(
+            signal_or_log(
+                f"SendGrid {signal.event} on message {signal.message_id} stored",
+                signal_message_event(client, workflow_id, signal),
+            )
+            for workflow_id, signal in told
+        )
+    )
+
+
+def handle_event(session: Session, event: Event) -> Message | None:
+    """Apply one event; the message it is about, if it is ours."""
     if event.event_id:
         session.add(WebhookReceipt(provider=PROVIDER, key=event.event_id[:200]))
         session.flush()  # a duplicate fails here, before anything else is changed
@@ -202,7 +249,7 @@ def handle_event(session: Session, event: Event) -> None:
         # Not ours (another system on the same SendGrid account), or not yet committed: answered 204 all the
         # same, or SendGrid retries the batch for a day.
         log.info("SendGrid %s event for unknown message %s", event.kind, event.message_id or event.sg_message_id)
-        return
+        return None
     rank = STATUS_RANK.get(event.status)
     current = STATUS_RANK.get(message.delivery_status or "")
     if rank is not None and (current is None or (current < TERMINAL_RANK and rank > current)):
@@ -210,6 +257,7 @@ def handle_event(session: Session, event: Event) -> None:
         session.add(message)
     if event.revokes:
         revoke_email(session, message, event)
+    return message
 
 
 def find_message(session: Session, event: Event) -> Message | None:

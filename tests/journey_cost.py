@@ -37,6 +37,7 @@ class Cost:
     upserts: int = 0
     continue_as_new: int = 0
     events: int = 0
+    deferrals: int = 0  # sends the policy deferred (quiet hours, cap): each costs one more activity and timer
 
     @property
     def actions(self) -> int:
@@ -64,14 +65,17 @@ _COUNTED = {
 
 def count_actions(history: WorkflowHistory) -> Cost:
     counts = dict.fromkeys(_COUNTED.values(), 0)
-    retries = 0
+    retries = deferrals = 0
     for event in history.events:
         if event.event_type in _COUNTED:
             counts[_COUNTED[event.event_type]] += 1
         elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
             # Written once, when the activity closes, with the attempt that closed it.
             retries += max(event.activity_task_started_event_attributes.attempt - 1, 0)
-    return Cost(**counts, activity_retries=retries, events=len(history.events))
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            result = _decode(event.activity_task_completed_event_attributes.result)
+            deferrals += isinstance(result, dict) and result.get("status") == "deferred"
+    return Cost(**counts, activity_retries=retries, events=len(history.events), deferrals=deferrals)
 
 
 @dataclass(frozen=True)
@@ -86,15 +90,17 @@ BUDGETS: dict[str, Budget] = {"post_purchase": Budget()}
 
 
 def over_budget(cost: Cost, steps: int, budget: Budget) -> list[str]:
-    """Each excess, named; empty when the run is within budget. `steps`: steps the run reached."""
+    """Each excess, named; empty when the run is within budget. `steps`: steps the run reached; a deferred send
+    is allowed its one more activity and timer."""
     excess = []
-    if cost.activities + cost.activity_retries > budget.max_activities_per_step * steps:
+    allowance = f" + {cost.deferrals} deferrals" if cost.deferrals else ""
+    if cost.activities + cost.activity_retries > budget.max_activities_per_step * steps + cost.deferrals:
         excess.append(
             f"activities: {cost.activities} scheduled + {cost.activity_retries} retries"
-            f" > {budget.max_activities_per_step} per step x {steps} steps"
+            f" > {budget.max_activities_per_step} per step x {steps} steps{allowance}"
         )
-    if cost.timers > budget.max_timers_per_step * steps:
-        excess.append(f"timers: {cost.timers} > {budget.max_timers_per_step} per step x {steps} steps")
+    if cost.timers > budget.max_timers_per_step * steps + cost.deferrals:
+        excess.append(f"timers: {cost.timers} > {budget.max_timers_per_step} per step x {steps} steps{allowance}")
     if cost.upserts > budget.max_upserts:
         excess.append(f"search-attribute upserts: {cost.upserts} > {budget.max_upserts}")
     if budget.max_events is not None and cost.events > budget.max_events:

@@ -89,6 +89,14 @@ def test_recorded_history_is_within_budget(path: Path):
     assert not excess, f"{path.name} over budget: " + "; ".join(excess)
 
 
+def test_a_deferral_is_allowed_one_activity_and_one_timer_more():
+    path = Path(__file__).parent / "histories" / "post_purchase_deferred_clicked.json"
+    cost = count_actions(WorkflowHistory.from_json(path.stem, path.read_text()))
+    assert (cost.deferrals, cost.activities, cost.timers) == (2, 6, 6)
+    assert over_budget(cost, 4, Budget()) == []
+    assert over_budget(replace(cost, deferrals=1), 4, Budget())[0].startswith("activities: 6 scheduled")
+
+
 def test_over_budget_names_each_excess():
     cost = Cost(starts=1, activities=3, activity_retries=1, timers=5, upserts=4, events=120)
     excess = over_budget(cost, steps=3, budget=Budget(max_events=100))

@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from channels.sendgrid import MESSAGE_ID_ARG
@@ -20,7 +21,9 @@ from models.journeys import JourneysConfig
 from models.settings import Settings
 from models.store import consent_status
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, MessageStatus, WebhookReceipt
-from tests.test_api import snapshot
+from starter.journeys import post_purchase_id
+from tests.test_api import snapshot, unique
+from tests.test_links import Unreachable, running_journeys
 
 PATH = "/webhooks/sendgrid/events"
 EMAIL = "ada@example.com"
@@ -41,9 +44,12 @@ def sign(body: bytes, timestamp: str, key: ec.EllipticCurvePrivateKey = KEY) -> 
     return base64.b64encode(key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
 
 
-def app_client(engine: Engine, config: JourneysConfig, public_key: str | None) -> httpx.AsyncClient:
+def app_client(
+    engine: Engine, config: JourneysConfig, public_key: str | None, temporal: Any = None
+) -> httpx.AsyncClient:
+    """The API; Temporal is unreachable unless a client is given (the events are stored all the same)."""
     settings = Settings(COMEBACK_API_TOKEN="t0ken", SENDGRID_WEBHOOK_PUBLIC_KEY=public_key)
-    app = create_app(settings, engine=engine, client=cast(Client, object()), config=config)
+    app = create_app(settings, engine=engine, client=cast(Client, temporal or Unreachable()), config=config)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 
@@ -311,3 +317,63 @@ async def test_pem_key_accepted(engine: Engine, config: JourneysConfig, sent: Me
     async with app_client(engine, config, pem.decode()) as http:
         assert (await post(http, [event("delivered", sent.id)])).status_code == 204
     assert delivery_status(engine, sent.id) == "delivered"
+
+
+# --- journeys are told ---------------------------------------------------------------------------------------
+
+
+def sent_by(engine: Engine, message: Message, workflow_id: str) -> None:
+    """Make the message one that the given journey sent (the dev server outlives each test's ids)."""
+    with Session(engine) as session:
+        row = session.get(Message, message.id)
+        assert row is not None
+        row.idempotency_key = f"{workflow_id}/{row.step}"
+        session.add(row)
+        session.commit()
+
+
+async def signals(handle: WorkflowHandle) -> list[str]:
+    """The signals the journey's history holds: each one the API sent, however the journey took it."""
+    history = await handle.fetch_history()
+    return [
+        event.workflow_execution_signaled_event_attributes.signal_name
+        for event in history.events
+        if event.HasField("workflow_execution_signaled_event_attributes")
+    ]
+
+
+async def test_new_events_are_told_to_the_journey_once(
+    engine: Engine, config: JourneysConfig, dev_server: WorkflowEnvironment, sent: Message
+):
+    order_id = unique("o")
+    sent_by(engine, sent, post_purchase_id(order_id))
+    batch = [event("processed", sent.id), event("delivered", sent.id), event("open", sent.id)]
+    async with (
+        running_journeys(dev_server, engine, config) as journeys,
+        app_client(engine, config, public_key_b64(KEY), dev_server.client) as http,
+    ):
+        handle = await journeys.start("c1", order_id)
+
+        assert (await post(http, batch)).status_code == 204
+        state = await journeys.state(handle)
+        assert sorted(state.events) == ["thanks: delivered", "thanks: open"]  # "processed" is no news to a journey
+        assert await signals(handle) == ["message_event"] * 2
+
+        assert (await post(http, batch)).status_code == 204  # SendGrid delivers the batch again
+        assert await signals(handle) == ["message_event"] * 2
+
+        await post(http, [event("open", sent.id, event_id="open-2"), event("bounce", sent.id, type="blocked")])
+        state = await journeys.state(handle)
+        assert sorted(state.events) == ["thanks: blocked", "thanks: delivered", "thanks: open"]
+        assert await signals(handle) == ["message_event"] * 4  # each new event is told; the journey counts once
+
+
+async def test_events_are_stored_while_temporal_is_down(engine: Engine, config: JourneysConfig, sent: Message):
+    temporal = Unreachable()
+    async with app_client(engine, config, public_key_b64(KEY), temporal) as http:
+        batch = [event("delivered", sent.id), event("bounce", sent.id, reason="550 5.1.1 unknown user")]
+        response = await post(http, batch)
+    assert response.status_code == 204
+    assert delivery_status(engine, sent.id) == "bounce"
+    assert email_consent(engine) == (ConsentStatus.revoked, ["checkout", "provider:sendgrid:bounce"])
+    assert temporal.attempts == 2
