@@ -12,8 +12,10 @@ Rate limits (429), 5xx, timeouts and network trouble raise `ProviderUnavailable`
 are configuration errors that fail every send alike, so the messages wait, logged loudly, and go out once the
 configuration is fixed instead of each being failed for good.
 
-SendGrid has no idempotency key on Mail Send: a read timeout or a dropped connection after the POST leaves the
-outcome unknown (`OutcomeUnknown`), and the retry may deliver the email twice. The short timeout keeps that rare.
+SendGrid has no idempotency key on Mail Send: a read timeout, a dropped connection or a worker that died after
+the POST leaves the outcome unknown. The next attempt (`maybe_sent`) then looks the message up by its custom
+argument in the Email Activity API (`GET /v3/messages`, a paid add-on) before sending again. Without the add-on
+(403/404), or for an email SendGrid has not yet listed (it can take a minute), the retry may deliver it twice.
 SendGrid never refuses a suppressed (unsubscribed, bounced) recipient at send time: it accepts the message and
 reports a `dropped` event to the webhook, so this channel never raises `RecipientOptedOut`.
 """
@@ -107,8 +109,10 @@ class SendGridChannel:
         return mail
 
     def send(self, message: OutgoingMessage, *, maybe_sent: bool = False) -> str:
-        # SendGrid has no way to look a sent message up, so `maybe_sent` cannot help here: after a timeout whose
-        # outcome is unknown, the retry may deliver the email twice. The short timeout keeps that rare.
+        if maybe_sent:
+            found = self.find_sent(message.message_id)
+            if found is not None:
+                return found
         mail = self.build(message)
         try:
             response = self.client.send(mail)
@@ -127,6 +131,32 @@ class SendGridChannel:
             log.warning("SendGrid accepted message %s without an X-Message-Id", message.message_id)
             return ""
         return str(provider_id)
+
+    def find_sent(self, message_id: int) -> str | None:
+        """The id of an email SendGrid already has for this outbox row, from the Email Activity API, or None
+        (not there, or the account has no access to the API, in which case the retry sends)."""
+        query = f"unique_args['{MESSAGE_ID_ARG}']=\"{message_id}\""
+        try:
+            response = self.client.client.messages.get(query_params={"query": query, "limit": 1})
+        except HTTPError as e:
+            if int(e.status_code) in MISCONFIGURED_STATUSES:
+                log.warning(
+                    "SendGrid Email Activity API unavailable (HTTP %s): message %s may be sent twice",
+                    e.status_code,
+                    message_id,
+                )
+                return None
+            raise _classify(e) from e
+        except (OSError, http.client.HTTPException) as e:  # cannot look: wait rather than risk a second email
+            raise ProviderUnavailable(f"SendGrid lookup failed: {e!r}") from e
+        try:
+            found = json.loads(response.body or b"{}").get("messages") or []
+        except (ValueError, AttributeError):
+            found = []
+        if not found:
+            return None
+        # An activity msg_id is the X-Message-Id, a dot, then the recipient's part.
+        return str(found[0].get("msg_id", "")).split(".")[0]
 
 
 def _classify(error: HTTPError) -> Exception:

@@ -3,6 +3,7 @@ and what each answer becomes under the send policy."""
 
 import json
 import socket
+import threading
 import time
 from dataclasses import replace
 from typing import Any
@@ -150,8 +151,11 @@ def test_rate_limits_and_server_errors_are_retryable_after_exactly_one_request(
 
 
 def test_a_slow_answer_times_out_as_retryable(httpserver: HTTPServer) -> None:
+    answered = threading.Event()
+
     def slow(request: Request) -> Response:
         time.sleep(0.8)
+        answered.set()
         return Response("", status=202, headers={"X-Message-Id": "late"})
 
     httpserver.expect_request(PATH, method="POST").respond_with_handler(slow)
@@ -162,6 +166,7 @@ def test_a_slow_answer_times_out_as_retryable(httpserver: HTTPServer) -> None:
 
     assert time.monotonic() - started < 0.75
     assert not isinstance(raised.value, PermanentFailure)
+    answered.wait(5)  # the late answer lands in this test's log, not the next one's
 
 
 def test_an_unreachable_host_is_retryable() -> None:
@@ -207,3 +212,46 @@ def test_from_settings_reads_the_optional_unsubscribe_group(httpserver: HTTPServ
 
     with pytest.raises(ValueError, match="SENDGRID_API_KEY"):
         SendGridChannel.from_settings(settings.model_copy(update={"sendgrid_api_key": None}))
+
+
+# --- after an unknown outcome: look in the Email Activity API before sending again ------------------------
+
+ACTIVITY = "/v3/messages"
+QUERY = "unique_args['comeback_message_id']=\"42\""
+
+
+def _activity(msg_id: str | None) -> dict:
+    messages = [{"msg_id": msg_id, "to_email": "ada@example.com", "status": "delivered"}] if msg_id else []
+    return {"messages": messages}
+
+
+def test_an_email_sendgrid_already_has_is_not_sent_again(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ACTIVITY, method="GET", query_string={"query": QUERY, "limit": "1"}).respond_with_json(
+        _activity("sg-first.filter0001p1-1")
+    )
+
+    assert _channel(httpserver).send(_message(), maybe_sent=True) == "sg-first"
+    assert [request.method for request, _ in httpserver.log] == ["GET"]
+
+
+def test_an_email_sendgrid_does_not_list_is_sent(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ACTIVITY, method="GET").respond_with_json(_activity(None))
+    httpserver.expect_request(PATH, method="POST").respond_with_data("", status=202, headers={"X-Message-Id": "m2"})
+
+    assert _channel(httpserver).send(_message(), maybe_sent=True) == "m2"
+    assert [request.method for request, _ in httpserver.log] == ["GET", "POST"]
+
+
+def test_without_the_activity_add_on_the_email_is_sent(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ACTIVITY, method="GET").respond_with_json(_errors("access forbidden"), status=403)
+    httpserver.expect_request(PATH, method="POST").respond_with_data("", status=202, headers={"X-Message-Id": "m3"})
+
+    assert _channel(httpserver).send(_message(), maybe_sent=True) == "m3"
+
+
+def test_a_failed_lookup_sends_nothing_and_is_retried(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ACTIVITY, method="GET").respond_with_json(_errors("oops"), status=503)
+
+    with pytest.raises(ProviderUnavailable):
+        _channel(httpserver).send(_message(), maybe_sent=True)
+    assert [request.method for request, _ in httpserver.log] == ["GET"]
