@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench chaos clean
 
 # The venv is created and the project installed (editable, with test tools) on first use,
 # and again whenever pyproject.toml changes.
@@ -35,3 +35,6 @@ bench: $(STAMP)  ## the benchmarks (about 15 minutes); each prints its figures a
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.intake_load
 	$(BIN)/python -m bench.idle
+
+chaos: $(STAMP)  ## 500 journeys while the worker is SIGKILLed every 2-6 s and the dev server restarted once (about 3 minutes); lost and duplicated messages, appended to bench/RESULTS.md
+	$(BIN)/python -m bench.chaos --journeys 500 --duration 90

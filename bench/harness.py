@@ -2,8 +2,10 @@
 memory readings, and a place for the figures."""
 
 import asyncio
+import contextlib
 import os
 import platform
+import signal
 import socket
 import subprocess
 import sys
@@ -163,6 +165,14 @@ def journeys_with_delays(workdir: Path, **afters: str) -> Path:
     return path
 
 
+def daytime_zone(hour: int = 13) -> str:
+    """An IANA zone where it is now about `hour` o'clock: customers who may be texted whenever a benchmark runs
+    (quiet hours are on in the shipped journeys file)."""
+    offset = (hour - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return f"Etc/GMT{-offset:+d}"  # POSIX sign: Etc/GMT-3 is three hours ahead of UTC
+
+
 def machine_line() -> str:
     mem = next(line for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal"))
     gib = int(mem.split()[1]) / 2**20
@@ -186,3 +196,18 @@ def append_results(title: str, body: str) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with RESULTS.open("a") as f:
         f.write(f"\n## {title} — {stamp}\n\n{machine_line()}\n\n{body.strip()}\n")
+
+
+def spawn_group(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m *args` in a session of its own, so that `kill_group` ends it and anything it started."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", *args], env=env, stdout=out, stderr=out, cwd=ROOT, start_new_session=True
+        )
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL, as a crash or the OOM killer would: no cleanup runs, nothing is flushed or acknowledged."""
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)

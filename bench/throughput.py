@@ -29,6 +29,7 @@ from bench.harness import (
     Stack,
     append_results,
     cpu_seconds,
+    daytime_zone,
     dev_stack,
     free_port,
     journeys_with_delays,
@@ -99,7 +100,7 @@ class Intake:
         self.sent = 0
 
     async def round(self, n: int, concurrency: int) -> Round:
-        run = uuid.uuid4().hex[:6]
+        run, zone = uuid.uuid4().hex[:6], daytime_zone()
         headers = {"Authorization": f"Bearer {self.stack.settings.api_token}"}
         limits = httpx.Limits(max_connections=concurrency)
         base = f"http://127.0.0.1:{self.port}"
@@ -107,7 +108,7 @@ class Intake:
 
             async def post(i: int) -> None:
                 order = sample_order("c_ava", order_id=f"{run}-{i}")  # a customer with consent and contacts
-                order["customer"] = order["customer"] | {"id": f"c-{run}-{i}"}
+                order["customer"] = order["customer"] | {"id": f"c-{run}-{i}", "timezone": zone}
                 response = await http.post("/orders", json=order)
                 assert response.status_code == 202, response.text
 
