@@ -1,9 +1,11 @@
-"""A worker killed after Twilio accepted a text and before the outbox row was marked sent: the restarted
-worker's retry finds the row pending, looks the text up at Twilio, and does not send it again.
+"""A worker killed after the provider accepted a message and before the outbox row was marked sent: the restarted
+worker's retry finds the row pending, looks the message up at the provider (Twilio's message list, SendGrid's
+Email Activity API), and does not send it again.
 
-A real `comeback worker` process on the dev server, a fake Twilio that holds back its answer to the first text
-until the worker is dead, the demo journeys (steps seconds apart). The retry comes when the killed attempt's
-start-to-close timeout (`workflows.steps.SEND_TIMEOUT`, 60 s) expires, so the test takes a little over a minute.
+A real `comeback worker` process on the dev server, a fake Twilio and SendGrid that hold back their answer to
+the first message until the worker is dead, the demo journeys (steps seconds apart). The retry comes when the
+killed attempt's start-to-close timeout (`workflows.steps.SEND_TIMEOUT`, 60 s) expires, so each case takes a
+little over a minute.
 """
 
 import asyncio
@@ -32,6 +34,12 @@ from tests.factories import order_payload
 
 DEMO = ROOT / "config" / "journeys.demo.toml"  # steps at 5, 15, 30 and 45 s; quiet hours and caps off
 PHONE = "+14155550142"
+EMAIL = "held@example.com"
+# channel: (the customer's contact details and consent, the provider's name at the fake)
+CUSTOMERS = {
+    "sms": ({"phone": PHONE, "email_consent": False, "preferred_channel": "sms"}, "twilio"),
+    "email": ({"email": EMAIL, "sms_consent": False, "preferred_channel": "email"}, "sendgrid"),
+}
 
 
 @pytest.fixture
@@ -84,9 +92,9 @@ def workers(dev_server: WorkflowEnvironment, fake: FakeProviders, tmp_path: Path
         workers.kill_all()
 
 
-def store_sms_only_order(engine: Engine, config: JourneysConfig) -> PostPurchaseInput:
+def store_order_for(engine: Engine, config: JourneysConfig, channel: str) -> PostPurchaseInput:
     order_id = f"killed-{uuid.uuid4().hex[:8]}"
-    payload = order_payload(order_id, f"c-{order_id}", phone=PHONE, email_consent=False, preferred_channel="sms")
+    payload = order_payload(order_id, f"c-{order_id}", **CUSTOMERS[channel][0])
     with Session(engine) as session:
         stored = store_order(session, OrderIn.model_validate(payload), config)
     plan = config.journeys.post_purchase
@@ -99,19 +107,21 @@ def outbox(engine: Engine, workflow_id: str) -> dict[str, Message]:
         return {row.step: row for row in rows}
 
 
-async def test_a_text_accepted_before_the_worker_died_is_not_sent_again(
-    dev_server: WorkflowEnvironment, fake: FakeProviders, app_engine: Engine, workers: Workers
+@pytest.mark.parametrize("channel", ["sms", "email"])
+async def test_a_message_accepted_before_the_worker_died_is_not_sent_again(
+    dev_server: WorkflowEnvironment, fake: FakeProviders, app_engine: Engine, workers: Workers, channel: str
 ) -> None:
     config = load_journeys(DEMO)
     steps = [step.name for step in config.journeys.post_purchase.steps]
-    journey = store_sms_only_order(app_engine, config)
-    held = fake.hold(lambda message: message.to == PHONE)  # the first text: the thank-you
+    journey = store_order_for(app_engine, config, channel)
+    address, provider = (PHONE if channel == "sms" else EMAIL), CUSTOMERS[channel][1]
+    held = fake.hold(lambda message: message.to == address)  # the first message: the thank-you
     first = workers.start()
     handle = await start_post_purchase(dev_server.client, workers.env["TEMPORAL_TASK_QUEUE"], journey)
     assert handle is not None
 
-    # Twilio has the text; the worker is still waiting for its answer, the outbox row still pending.
-    assert await asyncio.to_thread(held.arrived.wait, 60), "the thank-you never reached Twilio"
+    # The provider has the message; the worker is still waiting for its answer, the outbox row still pending.
+    assert await asyncio.to_thread(held.arrived.wait, 60), f"the thank-you never reached {provider}"
     kill_group(first)
     held.release()
     assert outbox(app_engine, handle.id)[steps[0]].status == MessageStatus.pending
@@ -122,10 +132,10 @@ async def test_a_text_accepted_before_the_worker_died_is_not_sent_again(
     assert [outcome.step for outcome in result.steps_done] == steps
     sent = outbox(app_engine, handle.id)
     assert {step: row.status for step, row in sent.items()} == dict.fromkeys(steps, MessageStatus.sent)
-    texts = fake.accepted("twilio")
-    assert sorted(t.body for t in texts) == sorted(row.body or "" for row in sent.values()), "each step exactly once"
-    assert all(t.to == PHONE for t in texts)
+    accepted = fake.accepted(provider)
+    assert sorted(m.body for m in accepted) == sorted(row.body or "" for row in sent.values()), "each step once"
+    assert all(m.to == address for m in accepted)
     assert held.message is not None
-    assert sent[steps[0]].provider_id == held.message.id  # the retry found the text Twilio already had
-    assert fake.stats().get("twilio_lookups", 0) >= 1
-    assert not fake.accepted("sendgrid")
+    assert sent[steps[0]].provider_id == held.message.id  # the retry found the message the provider already had
+    assert fake.stats().get(f"{provider}_lookups", 0) >= 1
+    assert len(fake.accepted()) == len(steps)
