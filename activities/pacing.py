@@ -33,7 +33,7 @@ def earliest_send(
     quiet = _quiet_hours(policy, customer, kind) if policy.quiet_hours and channel == Channel.sms else None
     at, reasons = now, []
     # Waiting for the cap can land in quiet hours and the other way round; each round moves `at` forward to the
-    # next instant one of them allows, and past sends only leave the cap's window, so this settles in two rounds.
+    # next instant one of them allows, and past sends only leave the cap's window, so this settles by round three.
     for _ in range(4):
         opened = next_allowed(at, *quiet) if quiet else at
         freed = max([opened, *(_cap_frees_at(session, customer.id, channel, cap, opened) for cap in caps)])
@@ -44,6 +44,8 @@ def earliest_send(
         if freed == at:
             break
         at = freed
+    else:
+        raise AssertionError(f"quiet hours and caps did not settle on a time after {now}")
     return Pace(at=at, reasons=tuple(dict.fromkeys(reasons)))
 
 
