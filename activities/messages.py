@@ -23,7 +23,7 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.pacing import earliest_send, is_capped
+from activities.pacing import earliest_send
 from activities.personalisation import Personalisation
 from activities.quiet_hours import NoCommonWindowError
 from activities.rendering import Rendered, TemplateRenderer, template_context
@@ -116,7 +116,7 @@ class MessageActivities:
             subject=message.subject,
             body=message.body or "",
             journey=message.journey,
-            unsubscribe_url=_unsubscribe_url(session, message, self._public_url),
+            unsubscribe_url=_unsubscribe_url(session, message, self._public_url) if channel == Channel.email else None,
         )
         # From here to the commit the customer is locked: a STOP recorded before this point is seen below, and one
         # that arrives during the provider call waits for the commit, so nothing is sent after a STOP is recorded.
@@ -141,19 +141,20 @@ class MessageActivities:
         _store(session, message)
 
     def _hold(self, session: Session, message: Message, customer: Customer, priority: Priority, now: datetime) -> bool:
-        """Quiet hours and the frequency cap: defer the message (or drop it, if low priority and capped) and say so."""
-        channel, kind = Channel(message.channel or ""), message.kind
-        if priority == Priority.low and is_capped(session, self._policy, customer.id, channel, kind, now):
-            _conclude(session, message, MessageStatus.skipped, "frequency_cap")
-            return True
+        """Quiet hours and the frequency cap: defer the message, or drop it if it is low priority and would wait
+        for the cap, and say why."""
+        channel = Channel(message.channel or "")
         try:
-            pace = earliest_send(session, self._policy, customer, channel, kind, now)
+            pace = earliest_send(session, self._policy, customer, channel, message.kind, now)
         except NoCommonWindowError:
             # The number's zones never share an allowed minute (a whole country code): no time is safe to guess.
             _conclude(session, message, MessageStatus.skipped, "quiet_hours: no common window; set a time zone")
             return True
         if pace.at <= now:
             return False
+        if priority == Priority.low and "frequency_cap" in pace.reasons:
+            _conclude(session, message, MessageStatus.skipped, "frequency_cap")
+            return True
         message.not_before = pace.at
         _conclude(session, message, MessageStatus.deferred, " + ".join(pace.reasons))
         return True

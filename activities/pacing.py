@@ -30,13 +30,14 @@ def earliest_send(
     Raises `NoCommonWindowError` when the recipient's possible zones share no allowed minute.
     """
     caps = _caps(policy, channel, kind)
+    sends = _recent_sends(session, customer.id, channel, now - max(cap.per for cap in caps)) if caps else []
     quiet = _quiet_hours(policy, customer, kind) if policy.quiet_hours and channel == Channel.sms else None
     at, reasons = now, []
     # Waiting for the cap can land in quiet hours and the other way round; each round moves `at` forward to the
     # next instant one of them allows, and past sends only leave the cap's window, so this settles by round three.
     for _ in range(4):
         opened = next_allowed(at, *quiet) if quiet else at
-        freed = max([opened, *(_cap_frees_at(session, customer.id, channel, cap, opened) for cap in caps)])
+        freed = max([opened, *(_frees_at(sends, cap, opened) for cap in caps)])
         if opened > at:
             reasons.append("quiet_hours")
         if freed > opened:
@@ -47,10 +48,6 @@ def earliest_send(
     else:
         raise AssertionError(f"quiet hours and caps did not settle on a time after {now}")
     return Pace(at=at, reasons=tuple(dict.fromkeys(reasons)))
-
-
-def is_capped(session: Session, policy: Policy, customer_id: str, channel: Channel, kind: str, now: datetime) -> bool:
-    return any(_cap_frees_at(session, customer_id, channel, cap, now) > now for cap in _caps(policy, channel, kind))
 
 
 def _caps(policy: Policy, channel: Channel, kind: str) -> list[Cap]:
@@ -68,22 +65,26 @@ def _quiet_hours(policy: Policy, customer: Customer, kind: str) -> tuple[list[Zo
     return zones, window
 
 
-def _cap_frees_at(session: Session, customer_id: str, channel: Channel, cap: Cap, at: datetime) -> datetime:
-    """`at`, or the instant enough of the customer's recent marketing sends leave the cap's window."""
-    recent = session.exec(
+def _recent_sends(session: Session, customer_id: str, channel: Channel, since: datetime) -> list[datetime]:
+    """When the customer's marketing messages on the channel were sent since `since`, newest first."""
+    sent = session.exec(
         select(Message.sent_at)
         .where(
             Message.customer_id == customer_id,
             Message.channel == channel,
             Message.kind == "marketing",
             Message.status == MessageStatus.sent,
-            col(Message.sent_at) > at - cap.per,
+            col(Message.sent_at) > since,
         )
         .order_by(col(Message.sent_at).desc())
     ).all()
-    if len(recent) < cap.count:
+    return [at for at in sent if at is not None]
+
+
+def _frees_at(sends: list[datetime], cap: Cap, at: datetime) -> datetime:
+    """`at`, or the instant enough of the sends (newest first) leave the cap's window for it to allow one more."""
+    within = [sent for sent in sends if sent > at - cap.per]
+    if len(within) < cap.count:
         return at
     # The window holds `count` or more: it frees up when the count-th most recent send leaves it.
-    oldest_that_matters = recent[cap.count - 1]
-    assert oldest_that_matters is not None
-    return max(at, oldest_that_matters + cap.per)
+    return max(at, within[cap.count - 1] + cap.per)
