@@ -120,6 +120,9 @@ def update_status(
             # Not ours, or not yet committed: answered 200 all the same, or Twilio retries it for hours.
             log.info("status %s for unknown Twilio message %s", reported, sid)
             return None
+        opted_out = error_code == str(OPTED_OUT) and message.channel == Channel.sms
+        if opted_out:  # as for STOP: a send in flight for this customer finishes first, a later one sees it
+            lock_customer(session, message.customer_id)
         rank = STATUS_RANK.get(reported)
         if rank is not None and (message.delivery_status is None or rank > STATUS_RANK[message.delivery_status]):
             message.delivery_status, message.delivery_updated_at = reported, utcnow()
@@ -128,7 +131,7 @@ def update_status(
                 signal = MessageEventSignal(step=message.step, message_id=message.id, event=reported)
                 told = workflow_id_of(message), signal
         # The number replied STOP to the carrier (or Twilio's own opt-out): every later send must skip it.
-        if error_code == str(OPTED_OUT) and message.channel == Channel.sms:
+        if opted_out:
             wording = f"Twilio error {OPTED_OUT} on message {sid}"
             revoke_consent(session, message.customer_id, Channel.sms, source=f"provider:{PROVIDER}", wording=wording)
         session.commit()
