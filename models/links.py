@@ -6,7 +6,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from models.tables import Message
 
 TOKEN_BYTES = 10  # 80 random bits: a token cannot be guessed, and says nothing about the customer
-TOKEN_LENGTH = 14  # len(secrets.token_urlsafe(TOKEN_BYTES))
 
 # No 0/O, 1/I/L: a code read aloud or typed from a text message comes out right.
 COUPON_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
