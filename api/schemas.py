@@ -114,7 +114,9 @@ class MessageOut(BaseModel):
     step: str
     channel: Channel | None
     status: str
-    reason: str | None
+    reason: str | None  # why it was skipped, failed, deferred or sent late (quiet_hours, frequency_cap)
+    kind: str  # marketing or transactional
+    not_before: datetime | None  # deferred: when it is tried again
     template: str | None
     subject: str | None
     body: str | None
@@ -122,3 +124,4 @@ class MessageOut(BaseModel):
     provider_id: str | None
     created_at: datetime
     sent_at: datetime | None
+    delivery_status: str | None  # what the provider last reported: delivered, undelivered, open, bounce, ...

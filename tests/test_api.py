@@ -443,6 +443,8 @@ async def test_a_sent_step_is_listed_in_the_customers_messages(
     assert message["provider_id"] == "rec-1"
     assert "John" in message["body"]
     assert message["sent_at"] is not None
+    assert (message["kind"], message["reason"], message["not_before"]) == ("marketing", None, None)
+    assert message["delivery_status"] is None  # no provider report yet
     assert [m.to for m in recorder.sent] == ["+14155550100"]
 
 
