@@ -135,7 +135,7 @@ def create_app(
     # Authenticated by Twilio's signature, not the bearer token; every request is a 403 without TWILIO_AUTH_TOKEN.
     app.include_router(twilio_webhooks(settings, engine, config, temporal_client))
     # SendGrid's ECDSA signature; every request is a 403 without SENDGRID_WEBHOOK_PUBLIC_KEY.
-    app.include_router(sendgrid_events(settings, engine, temporal_client))
+    app.include_router(sendgrid_events(settings, engine, config, temporal_client))
     app.include_router(customers_router(engine, config, authorized))
     app.include_router(links_router(engine, config, temporal_client))  # public: the random token is the credential
 

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -39,11 +40,12 @@ from temporalio.client import Client
 
 from channels.sendgrid import MESSAGE_ID_ARG
 from models.contracts import MessageEventSignal
+from models.journeys import JourneysConfig
 from models.links import workflow_id_of
 from models.settings import Settings
-from models.store import revoke_consent
+from models.store import lock_customer, recent_order_ids, revoke_consent
 from models.tables import Channel, Customer, Message, WebhookReceipt, utcnow
-from starter.journeys import signal_message_event, signal_or_log
+from starter.journeys import post_purchase_id, signal_message_event, signal_opt_out, signal_or_log
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,9 @@ SIGNALLED_EVENTS = frozenset(
 Told = tuple[str, MessageEventSignal]
 
 
-def sendgrid_events(settings: Settings, engine: Engine, temporal: Callable[[], Client]) -> APIRouter:
+def sendgrid_events(
+    settings: Settings, engine: Engine, config: JourneysConfig, temporal: Callable[[], Client]
+) -> APIRouter:
     router = APIRouter(prefix="/webhooks/sendgrid", tags=["webhooks"])
     verifier = EventWebhook()
     public_key = _load_key(verifier, settings.sendgrid_webhook_public_key)
@@ -126,8 +130,12 @@ def sendgrid_events(settings: Settings, engine: Engine, temporal: Callable[[], C
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not JSON") from None
         if not isinstance(batch, list):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not a JSON array of events")
-        told = await run_in_threadpool(handle_events, engine, [e for e in batch if isinstance(e, dict)])
+        events = [e for e in batch if isinstance(e, dict)]
+        told, opted_out = await run_in_threadpool(handle_events, engine, events, config.post_purchase_horizon)
         await tell_journeys(temporal, told)
+        if opted_out:  # the consent is stored: every later email is skipped even if a journey is not told
+            what = f"email opt-out of {len(opted_out)} journeys stored"
+            await signal_or_log(what, signal_opt_out(temporal(), sorted(opted_out), Channel.email))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router
@@ -196,23 +204,28 @@ class Event:
         return self.kind != "dropped" or self.reason.strip().lower() in SUPPRESSED_DROP_REASONS
 
 
-def handle_events(engine: Engine, batch: list[dict[str, Any]]) -> list[Told]:
-    """Store each event once; return the journeys to tell about the events stored now (not about duplicates)."""
+def handle_events(engine: Engine, batch: list[dict[str, Any]], horizon: timedelta) -> tuple[list[Told], set[str]]:
+    """Store each event once; return the journeys to tell about the events stored now (not about duplicates),
+    and the journeys of customers whose email consent they revoked (an unsubscribe opts out everywhere at once)."""
     told: list[Told] = []
+    opted_out: set[str] = set()
     for raw in batch:
         event = Event.parse(raw)
         with Session(engine) as session:
             try:
-                message = handle_event(session, event)
+                message, revoked = handle_event(session, event)
                 tell = journey_event(message, event)
                 session.commit()
             except IntegrityError:  # a duplicate delivery of this event: handled the first time
                 session.rollback()
                 log.info("duplicate SendGrid event %s ignored", event.event_id)
                 continue
+            if revoked and message is not None:
+                order_ids = recent_order_ids(session, [message.customer_id], horizon)
+                opted_out |= {workflow_id_of(message), *(post_purchase_id(order_id) for order_id in order_ids)}
         if tell is not None:
             told.append(tell)
-    return told
+    return told, opted_out
 
 
 def journey_event(message: Message | None, event: Event) -> Told | None:
@@ -237,8 +250,8 @@ async def tell_journeys(temporal: Callable[[], Client], told: list[Told]) -> Non
     )
 
 
-def handle_event(session: Session, event: Event) -> Message | None:
-    """Apply one event; the message it is about, if it is ours."""
+def handle_event(session: Session, event: Event) -> tuple[Message | None, bool]:
+    """Apply one event; the message it is about, if it is ours, and whether it revoked email consent now."""
     if event.event_id:
         session.add(WebhookReceipt(provider=PROVIDER, key=event.event_id[:200]))
         session.flush()  # a duplicate fails here, before anything else is changed
@@ -249,15 +262,13 @@ def handle_event(session: Session, event: Event) -> Message | None:
         # Not ours (another system on the same SendGrid account), or not yet committed: answered 204 all the
         # same, or SendGrid retries the batch for a day.
         log.info("SendGrid %s event for unknown message %s", event.kind, event.message_id or event.sg_message_id)
-        return None
+        return None, False
     rank = STATUS_RANK.get(event.status)
     current = STATUS_RANK.get(message.delivery_status or "")
     if rank is not None and (current is None or (current < TERMINAL_RANK and rank > current)):
         message.delivery_status, message.delivery_updated_at = event.status, utcnow()
         session.add(message)
-    if event.revokes:
-        revoke_email(session, message, event)
-    return message
+    return message, event.revokes and revoke_email(session, message, event)
 
 
 def find_message(session: Session, event: Event) -> Message | None:
@@ -277,17 +288,19 @@ def find_message(session: Session, event: Event) -> Message | None:
     return None
 
 
-def revoke_email(session: Session, message: Message, event: Event) -> None:
-    """The address is suppressed at SendGrid: the customer's email consent is revoked, once."""
+def revoke_email(session: Session, message: Message, event: Event) -> bool:
+    """The address is suppressed at SendGrid: the customer's email consent is revoked, once. True if it was now."""
     customer = session.get(Customer, message.customer_id)
     if customer is None or not customer.email:  # no address on file (an erased customer): nothing to revoke
-        return
+        return False
     if event.email and customer.email.strip().lower() != event.email.strip().lower():
         # The customer has changed address since: the suppressed one is no longer theirs.
         log.info("SendGrid %s on message %s: customer %s now uses another address", event.kind, message.id, customer.id)
-        return
+        return False
     detail = f" ({event.reason})" if event.reason else ""
-    revoke_consent(
+    # As for STOP: an email in flight to this customer is sent or not before the consent changes, never after.
+    lock_customer(session, customer.id)
+    return revoke_consent(
         session,
         customer.id,
         Channel.email,

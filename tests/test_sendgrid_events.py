@@ -4,6 +4,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any, cast
 
 import httpx
@@ -20,7 +21,17 @@ from channels.sendgrid import MESSAGE_ID_ARG
 from models.journeys import JourneysConfig
 from models.settings import Settings
 from models.store import consent_status
-from models.tables import Channel, Consent, ConsentStatus, Customer, Message, MessageStatus, WebhookReceipt
+from models.tables import (
+    Channel,
+    Consent,
+    ConsentStatus,
+    Customer,
+    Message,
+    MessageStatus,
+    Order,
+    WebhookReceipt,
+    utcnow,
+)
 from starter.journeys import post_purchase_id
 from tests.test_api import snapshot, unique
 from tests.test_links import Unreachable, running_journeys
@@ -368,6 +379,29 @@ async def test_new_events_are_told_to_the_journey_once(
         assert await signals(handle) == ["message_event"] * 4  # each new event is told; the journey counts once
 
 
+async def test_an_unsubscribe_is_told_to_every_running_journey_of_the_customer(
+    engine: Engine, config: JourneysConfig, dev_server: WorkflowEnvironment, sent: Message
+):
+    sending, other = unique("o"), unique("o")
+    sent_by(engine, sent, post_purchase_id(sending))
+    with Session(engine) as session:  # a later order of the same customer, whose journey also runs
+        session.add(Order(id=other, customer_id="c1", placed_at=utcnow(), currency="USD", total=Decimal("10")))
+        session.commit()
+    async with (
+        running_journeys(dev_server, engine, config) as journeys,
+        app_client(engine, config, public_key_b64(KEY), dev_server.client) as http,
+    ):
+        handles = [await journeys.start("c1", sending), await journeys.start("c1", other)]
+
+        assert (await post(http, [event("unsubscribe", sent.id)])).status_code == 204
+        for handle in handles:
+            assert (await journeys.state(handle)).opted_out == [Channel.email]
+        assert await signals(handles[1]) == ["opted_out"]
+
+        await post(http, [event("spamreport", sent.id)])  # consent is already revoked: nothing more to tell
+        assert await signals(handles[1]) == ["opted_out"]
+
+
 async def test_events_are_stored_while_temporal_is_down(engine: Engine, config: JourneysConfig, sent: Message):
     temporal = Unreachable()
     async with app_client(engine, config, public_key_b64(KEY), temporal) as http:
@@ -376,4 +410,4 @@ async def test_events_are_stored_while_temporal_is_down(engine: Engine, config: 
     assert response.status_code == 204
     assert delivery_status(engine, sent.id) == "bounce"
     assert email_consent(engine) == (ConsentStatus.revoked, ["checkout", "provider:sendgrid:bounce"])
-    assert temporal.attempts == 2
+    assert temporal.attempts == 3  # delivered and bounce to the journey, and the bounce's opt-out
