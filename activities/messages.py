@@ -183,6 +183,7 @@ class MessageActivities:
         except (TemplateError, ValueError) as e:  # the same text fails the same way on every retry
             activity.logger.error("template %s failed to render: %s", request.template, e)
             message.status, message.reason = MessageStatus.failed, f"template_error: {e}"[:200]
+            # Links or codes made before the error belong to no text: none is stored.
             return message, Personalisation(self._public_url, self._policy.coupon_valid_for, self._clock())
         message.subject, message.body = rendered.subject, rendered.body
         if request.kind == MessageKind.marketing:
