@@ -67,6 +67,7 @@ def upsert_customers(session: Session, customers: list[CustomerUpsert], config: 
         customer = upsert_customer(
             session, CustomerIn.model_validate(incoming.model_dump(exclude={"consent"}, exclude_unset=True)),
             config, source=evidence.source if evidence else "api",
+            wording_version=evidence.wording_version if evidence else None,
         )  # fmt: skip
         if evidence is None:
             continue

@@ -13,7 +13,7 @@ from api.schemas import CouponOutcome, CustomerIn, OrderIn
 from models.contracts import Segment
 from models.journeys import JourneysConfig
 from models.links import normalize_coupon_code
-from models.store import consent_status
+from models.store import latest_consent
 from models.tables import (
     Channel,
     Consent,
@@ -153,8 +153,11 @@ def coupon_outcome(session: Session, order: Order) -> CouponOutcome | None:
     return cast(CouponOutcome | None, reason)  # written by redeem_coupon, from the same values
 
 
-def upsert_customer(session: Session, incoming: CustomerIn, config: JourneysConfig, *, source: str) -> Customer:
-    """Fields that are given replace stored ones; fields left out keep what we know."""
+def upsert_customer(
+    session: Session, incoming: CustomerIn, config: JourneysConfig, *, source: str, wording_version: str | None = None
+) -> Customer:
+    """Fields that are given replace stored ones; fields left out keep what we know. Consent is recorded with the
+    brand's wording, in `wording_version` (default: the brand's current one)."""
     customer = session.get(Customer, incoming.id) or Customer(id=incoming.id)
     profile = incoming.model_dump(exclude_unset=True, exclude_none=True, exclude={"id", "sms_consent", "email_consent"})
     for field, value in profile.items():
@@ -163,11 +166,12 @@ def upsert_customer(session: Session, incoming: CustomerIn, config: JourneysConf
     session.add(customer)
     session.flush()
     brand = config.brand
+    version = wording_version or brand.consent_wording_version
     for channel, given, wording in (
         (Channel.sms, incoming.sms_consent, brand.sms_consent_wording),
         (Channel.email, incoming.email_consent, brand.email_consent_wording),
     ):
-        status = _consent_change(consent_status(session, customer.id, channel), given)
+        status = _consent_change(latest_consent(session, customer.id, channel), given, version)
         if status is not None:
             session.add(
                 Consent(
@@ -176,16 +180,19 @@ def upsert_customer(session: Session, incoming: CustomerIn, config: JourneysConf
                     status=status,
                     source=source,
                     wording=wording,
-                    wording_version=brand.consent_wording_version,
+                    wording_version=version,
                 )
             )
     return customer
 
 
-def _consent_change(current: ConsentStatus | None, given: bool | None) -> ConsentStatus | None:
-    """A ticked box grants consent. An unticked one is recorded as denied only where nothing was known:
-    it never revokes an earlier opt-in (opting out is STOP or unsubscribe, which are explicit)."""
-    if given is True and current != ConsentStatus.granted:
+def _consent_change(latest: Consent | None, given: bool | None, version: str) -> ConsentStatus | None:
+    """A ticked box grants consent, and is recorded again when the customer agreed to a new version of the
+    wording (the evidence must show the text they last agreed to). An unticked one is recorded as denied only
+    where nothing was known: it never revokes an earlier opt-in (opting out is STOP or unsubscribe, which are
+    explicit)."""
+    current = ConsentStatus(latest.status) if latest else None
+    if given is True and (current != ConsentStatus.granted or (latest and latest.wording_version != version)):
         return ConsentStatus.granted
     if given is False and current is None:
         return ConsentStatus.denied

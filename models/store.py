@@ -22,13 +22,17 @@ def lock_customer(session: Session, customer_id: str) -> None:
     )
 
 
-def consent_status(session: Session, customer_id: str, channel: Channel) -> ConsentStatus | None:
-    """A customer's consent for a channel is their latest consent record for it; None: never asked."""
-    latest = session.exec(
+def latest_consent(session: Session, customer_id: str, channel: Channel) -> Consent | None:
+    return session.exec(
         select(Consent)
         .where(Consent.customer_id == customer_id, Consent.channel == channel)
         .order_by(col(Consent.recorded_at).desc(), col(Consent.id).desc())
     ).first()
+
+
+def consent_status(session: Session, customer_id: str, channel: Channel) -> ConsentStatus | None:
+    """A customer's consent for a channel is their latest consent record for it; None: never asked."""
+    latest = latest_consent(session, customer_id, channel)
     return ConsentStatus(latest.status) if latest else None
 
 

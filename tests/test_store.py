@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from sqlalchemy import inspect
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from api.intake import store_order, upsert_customer
 from api.schemas import CustomerIn, OrderIn
@@ -97,6 +97,24 @@ def test_consent_an_unticked_box_never_revokes_an_opt_in(engine, config):
         assert consent_status(session, "c_1", Channel.email) is None
         session.commit()
         assert len(session.exec(select(Consent)).all()) == 2
+
+
+def test_consent_to_a_new_wording_is_recorded_again(engine, config):
+    """The evidence must show the text the customer last agreed to: a ticked box under new wording is a new row;
+    under the same wording, nothing new."""
+    ticked = CustomerIn.model_validate({"id": "c_3", "phone": "+14155550100", "sms_consent": True})
+    renewed = config.model_copy(update={"brand": config.brand.model_copy(update={"consent_wording_version": "v9"})})
+    with Session(engine) as session:
+        upsert_customer(session, ticked, config, source="checkout")
+        upsert_customer(session, ticked, config, source="checkout")
+        upsert_customer(session, ticked, renewed, source="checkout")
+        upsert_customer(session, ticked, renewed, source="checkout")
+        session.commit()
+        rows = session.exec(select(Consent).where(Consent.customer_id == "c_3").order_by(col(Consent.id))).all()
+    assert [(r.status, r.wording_version) for r in rows] == [
+        (ConsentStatus.granted, config.brand.consent_wording_version),
+        (ConsentStatus.granted, "v9"),
+    ]
 
 
 def test_a_profile_update_keeps_what_it_does_not_mention(engine, config):
