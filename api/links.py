@@ -23,9 +23,9 @@ from temporalio.client import Client
 from models.contracts import ClickedSignal
 from models.journeys import Brand, JourneysConfig
 from models.links import with_utm, workflow_id_of
-from models.store import lock_customer, recent_order_ids, revoke_consent
+from models.store import lock_customer, revoke_consent
 from models.tables import Channel, Click, Link, LinkKind, Message
-from starter.journeys import post_purchase_id, signal_clicked, signal_opt_out, signal_or_log
+from starter.journeys import running_journeys, signal_clicked, signal_opt_out, signal_or_log
 
 UNSUBSCRIBE_SOURCE = "list_unsubscribe"
 USER_AGENT_MAX = 500
@@ -146,8 +146,7 @@ def unsubscribe_email(engine: Engine, config: JourneysConfig, token: str) -> lis
         revoke_consent(session, customer_id, Channel.email, source=UNSUBSCRIBE_SOURCE, wording=wording)
         session.commit()
         # Told again on a repeat: harmless, and mends a first time that Temporal missed.
-        order_ids = recent_order_ids(session, [customer_id], config.post_purchase_horizon)
-    return sorted({sent_by, *(post_purchase_id(order_id) for order_id in order_ids)})
+        return sorted({sent_by, *running_journeys(session, [customer_id], config)})
 
 
 def confirm_page(brand: Brand) -> str:

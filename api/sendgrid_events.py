@@ -26,7 +26,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
@@ -43,9 +42,9 @@ from models.contracts import MessageEventSignal
 from models.journeys import JourneysConfig
 from models.links import workflow_id_of
 from models.settings import Settings
-from models.store import lock_customer, recent_order_ids, revoke_consent
+from models.store import lock_customer, revoke_consent
 from models.tables import Channel, Customer, Message, WebhookReceipt, utcnow
-from starter.journeys import post_purchase_id, signal_message_event, signal_opt_out, signal_or_log
+from starter.journeys import running_journeys, signal_message_event, signal_opt_out, signal_or_log
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ def sendgrid_events(
         if not isinstance(batch, list):
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "body is not a JSON array of events")
         events = [e for e in batch if isinstance(e, dict)]
-        told, opted_out = await run_in_threadpool(handle_events, engine, events, config.post_purchase_horizon)
+        told, opted_out = await run_in_threadpool(handle_events, engine, events, config)
         await tell_journeys(temporal, told)
         if opted_out:  # the consent is stored: every later email is skipped even if a journey is not told
             what = f"email opt-out of {len(opted_out)} journeys stored"
@@ -204,7 +203,7 @@ class Event:
         return self.kind != "dropped" or self.reason.strip().lower() in SUPPRESSED_DROP_REASONS
 
 
-def handle_events(engine: Engine, batch: list[dict[str, Any]], horizon: timedelta) -> tuple[list[Told], set[str]]:
+def handle_events(engine: Engine, batch: list[dict[str, Any]], config: JourneysConfig) -> tuple[list[Told], set[str]]:
     """Store each event once; return the journeys to tell about the events stored now (not about duplicates),
     and the journeys of customers whose email consent they revoked (an unsubscribe opts out everywhere at once)."""
     told: list[Told] = []
@@ -221,8 +220,7 @@ def handle_events(engine: Engine, batch: list[dict[str, Any]], horizon: timedelt
                 log.info("duplicate SendGrid event %s ignored", event.event_id)
                 continue
             if revoked and message is not None:
-                order_ids = recent_order_ids(session, [message.customer_id], horizon)
-                opted_out |= {workflow_id_of(message), *(post_purchase_id(order_id) for order_id in order_ids)}
+                opted_out |= {workflow_id_of(message), *running_journeys(session, [message.customer_id], config)}
         if tell is not None:
             told.append(tell)
     return told, opted_out

@@ -27,11 +27,11 @@ from models.contracts import MessageEventSignal, RepliedSignal
 from models.journeys import Brand, JourneysConfig
 from models.links import workflow_id_of
 from models.settings import Settings
-from models.store import lock_customer, recent_order_ids, revoke_consent
+from models.store import lock_customer, revoke_consent
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, Reply, WebhookReceipt, utcnow
 from starter.journeys import (
     conversation_id,
-    post_purchase_id,
+    running_journeys,
     signal_message_event,
     signal_opt_out,
     signal_or_log,
@@ -165,8 +165,7 @@ def handle_inbound(engine: Engine, config: JourneysConfig, sender: str, body: st
                 session.rollback()
                 log.info("duplicate Twilio delivery %s ignored", key)
             if intent == "stop":  # told again on a duplicate: harmless, and mends a first delivery that failed
-                ids = recent_order_ids(session, [c.id for c in customers], config.post_purchase_horizon)
-                journeys = [post_purchase_id(order_id) for order_id in ids]
+                journeys = running_journeys(session, [c.id for c in customers], config)
         if intent == "other":
             replied = store_reply(session, [c.id for c in customers], sender, body, key)
             return Inbound(_reply(intent, brand, known=bool(customers)), replied=replied)

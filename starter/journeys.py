@@ -5,6 +5,7 @@ import logging
 from collections.abc import Awaitable
 
 from pydantic import BaseModel
+from sqlmodel import Session
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -20,6 +21,8 @@ from models.contracts import (
     PurchaseSignal,
     RepliedSignal,
 )
+from models.journeys import JourneysConfig
+from models.store import recent_order_ids
 from models.tables import Channel
 from workflows.post_purchase import PostPurchaseJourney
 
@@ -32,6 +35,13 @@ BEST_EFFORT_SIGNAL_SECONDS = 3.0
 
 def post_purchase_id(order_id: str) -> str:
     return f"post-purchase-{order_id}"
+
+
+def running_journeys(session: Session, customer_ids: list[str], config: JourneysConfig) -> list[str]:
+    """The ids of the customers' journeys that may still be running, from the database: whom an opt-out tells.
+    Each new kind of journey adds its ids here."""
+    order_ids = recent_order_ids(session, customer_ids, config.post_purchase_horizon)
+    return [post_purchase_id(order_id) for order_id in order_ids]
 
 
 def conversation_id(customer_id: str) -> str:
