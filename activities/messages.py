@@ -14,15 +14,15 @@ A retried or repeated call finds the row and goes on from where it stands, so a 
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 from jinja2 import TemplateError
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.message_context import message_context
 from activities.pacing import earliest_send
 from activities.personalisation import Personalisation
 from activities.quiet_hours import NoCommonWindowError
@@ -40,9 +40,6 @@ from models.tables import (
     LinkKind,
     Message,
     MessageStatus,
-    Order,
-    OrderItem,
-    Product,
     utcnow,
 )
 
@@ -197,8 +194,8 @@ class MessageActivities:
         self, session: Session, customer: Customer, request: SendRequest, channel: Channel, personal: Personalisation
     ) -> Rendered:
         names = {"first_name": customer.first_name, "last_name": customer.last_name}
-        order = _order_context(session, request.order_id) if request.order_id else None
-        return self._renderer.render(request.template, channel, template_context(self._brand, names, order, personal))
+        context = template_context(self._brand, names, personal, message_context(session, request))
+        return self._renderer.render(request.template, channel, context)
 
 
 def _find(session: Session, key: str) -> Message | None:
@@ -261,30 +258,6 @@ def _unsubscribe_url(session: Session, message: Message, public_url: str) -> str
         select(Link.token).where(Link.message_id == message.id, Link.kind == LinkKind.unsubscribe)
     ).first()
     return unsubscribe_url(public_url, token) if token else None
-
-
-def _order_context(session: Session, order_id: str) -> SimpleNamespace | None:
-    """A namespace, not a dict: in a template `order.items` must be the items, not dict.items."""
-    order = session.get(Order, order_id)
-    if order is None:
-        return None
-    rows = session.exec(
-        select(OrderItem, Product)
-        .join(Product, col(OrderItem.sku) == col(Product.sku))
-        .where(OrderItem.order_id == order_id)
-    ).all()
-    items = [
-        {
-            "name": item.name,
-            "quantity": item.quantity,
-            "size": item.size,
-            "color": item.color,
-            "url": product.url,
-            "category": product.category,
-        }
-        for item, product in rows
-    ]
-    return SimpleNamespace(id=order.id, total=order.total, currency=order.currency, items=items)
 
 
 def _result(message: Message) -> SendResult:

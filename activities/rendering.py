@@ -44,13 +44,14 @@ class TemplateRenderer:
 
 
 def template_context(
-    brand: Brand, customer: dict[str, str | None], order: object | None, personal: Personalisation
+    brand: Brand, customer: dict[str, str | None], personal: Personalisation, data: dict[str, Any]
 ) -> dict[str, Any]:
-    """Everything a template sees: the data, and the makers of links and coupons."""
+    """Everything a template sees: the brand, the customer's name, the message's data (`order`, `cart`,
+    `products`, `occasion`, `review`) and the makers of links and coupons."""
     return {
         "brand": brand.model_dump(),
         "customer": customer,
-        "order": order,
+        **data,
         "link": personal.link,
         "coupon": personal.coupon,
     }
@@ -59,18 +60,58 @@ def template_context(
 # The longest text a template is likely to produce: a long name, two items (links and coupon codes have a fixed
 # length). Used to check a text's segment budget when the journeys config loads.
 SAMPLE_CUSTOMER: dict[str, str | None] = {"first_name": "Maximiliana", "last_name": "Worthington-Smythe"}
+_SAMPLE_ITEMS: list[dict[str, Any]] = [
+    {
+        "sku": "SWEATER-XL",
+        "name": "Merino Wool Crew Sweater",
+        "quantity": 1,
+        "unit_price": Decimal("129.00"),
+        "size": "XL",
+        "color": "Heather Grey",
+        "category": "sweaters",
+        "url": "https://shop.example/p/merino-wool-crew-sweater",
+        "image_url": "https://shop.example/i/merino-wool-crew-sweater.jpg",
+        "rating": 4.8,
+        "reviews": 1234,
+        "quote": "Warm, soft and it still looks new after a winter of wear.",
+    },
+    {
+        "sku": "SNEAKER-10",
+        "name": "Trail Runner Sneakers",
+        "quantity": 2,
+        "unit_price": Decimal("89.50"),
+        "size": "10.5",
+        "color": "Navy",
+        "category": "sneakers",
+        "url": "https://shop.example/p/trail-runner-sneakers",
+        "image_url": "https://shop.example/i/trail-runner-sneakers.jpg",
+        "rating": 4.6,
+        "reviews": 87,
+        "quote": None,
+    },
+]
 SAMPLE_ORDER = SimpleNamespace(
     id="1000042",
     total=Decimal("1234.50"),
     currency="USD",
-    items=[
-        {"name": "Merino Wool Crew Sweater", "quantity": 1, "size": "XL", "color": "Heather Grey", "url": None},
-        {"name": "Trail Runner Sneakers", "quantity": 2, "size": "10.5", "color": "Navy", "url": None},
-    ],
+    items=_SAMPLE_ITEMS,
+    carrier="UPS",
+    tracking_url="https://www.ups.com/track?tracknum=1Z999AA10123456784",
+    shipped_at=None,
+    delivered_at=None,
 )
+SAMPLE_DATA: dict[str, Any] = {
+    "order": SAMPLE_ORDER,
+    "cart": SimpleNamespace(id="cart-1000042", currency="USD", items=_SAMPLE_ITEMS, total=Decimal("308.00")),
+    "products": [
+        {**item, "line": "Alpine", "price": item["unit_price"]} for item in [*_SAMPLE_ITEMS, *_SAMPLE_ITEMS[:1]]
+    ],
+    "occasion": SimpleNamespace(kind="partner_birthday", label="Alexandra's birthday", month=12, day=24),
+    "review": SimpleNamespace(rating=5, text="Love it", order_id="1000042", sku="SWEATER-XL"),
+}
 
 
 def sample_sms(renderer: TemplateRenderer, template: str, brand: Brand, public_url: str) -> str:
     personal = Personalisation(public_url, timedelta(days=14), utcnow())
-    context = template_context(brand, SAMPLE_CUSTOMER, SAMPLE_ORDER, personal)
+    context = template_context(brand, SAMPLE_CUSTOMER, personal, SAMPLE_DATA)
     return renderer.render(template, Channel.sms, context).body

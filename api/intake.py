@@ -99,6 +99,7 @@ def _insert_order(session: Session, order: OrderIn, config: JourneysConfig) -> N
         currency=order.currency,
         total=order.total,
         coupon_code=order.coupon_code,
+        cart_id=order.cart_id,
     )
     session.add(placed)
     session.flush()  # the order row exists before its items and its coupon reference it

@@ -94,6 +94,7 @@ class OrderIn(BaseModel):
     currency: Currency
     total: Money
     coupon_code: str | None = Field(None, max_length=64)
+    cart_id: Identifier | None = None  # the cart this order bought: its abandoned-cart journey ends
     customer: CustomerIn
     items: list[OrderItemIn] = Field(min_length=1, max_length=500)
 

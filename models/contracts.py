@@ -47,7 +47,7 @@ class StepPlan(BaseModel):
     """One message of a journey, as the marketer configured it."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    after: timedelta  # measured from the start of the journey
+    after: timedelta = timedelta(0)  # from the journey's start, or from the moment its plan names
     stage: str  # coarse progress shown as the JourneyStep search attribute
     template: str  # key under templates/, e.g. "post_purchase/thank_you"
     templates_by_segment: dict[Segment, str] = {}
@@ -59,27 +59,110 @@ class StepPlan(BaseModel):
     @field_validator("after", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
-        # Our own short form from the journeys file; ISO 8601 ("PT2H") as serialized in workflow inputs.
-        if isinstance(value, str) and not value.startswith("P"):
-            return parse_duration(value)
-        return value
+        return _duration_field(value)
 
     def template_for(self, segment: Segment) -> str:
         return self.templates_by_segment.get(segment, self.template)
 
 
-class PostPurchasePlan(BaseModel):
-    steps: list[StepPlan]
+def _in_order(steps: list[StepPlan]) -> list[StepPlan]:
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ValueError("step names must be unique")
+    if any(a.after > b.after for a, b in pairwise(steps)):
+        raise ValueError("steps must be listed in the order they are sent")
+    return steps
+
+
+class JourneyPlan(BaseModel):
+    """Steps sent in order, each `after` a delay from the journey's start."""
+
+    steps: list[StepPlan] = Field(min_length=1)
 
     @field_validator("steps")
     @classmethod
-    def _in_order(cls, steps: list[StepPlan]) -> list[StepPlan]:
-        names = [s.name for s in steps]
-        if len(set(names)) != len(names):
-            raise ValueError("step names must be unique")
-        if any(a.after > b.after for a, b in pairwise(steps)):
-            raise ValueError("steps must be listed in the order they are sent")
-        return steps
+    def _steps_in_order(cls, steps: list[StepPlan]) -> list[StepPlan]:
+        return _in_order(steps)
+
+    def all_steps(self) -> list[StepPlan]:
+        """Every step the plan may send: what the journeys file checks templates and budgets of."""
+        return list(self.steps)
+
+
+def _duration_field(value: object) -> object:
+    # Our own short form from the journeys file; ISO 8601 ("PT2H") as serialized in workflow inputs.
+    return parse_duration(value) if isinstance(value, str) and not value.startswith("P") else value
+
+
+class PostPurchasePlan(JourneyPlan):
+    pass
+
+
+class ReengagePlan(JourneyPlan):
+    """Customers with no purchase, visit, open or click for `inactive_days`: survey → contest to those who did not
+    open it → unique coupon to those who opened neither. A click ends it (back to active); no click by
+    `sunset_after` unsubscribes them from marketing."""
+
+    inactive_days: int = Field(default=90, ge=1)
+    sunset_after: timedelta = timedelta(days=97)  # from the journey's start
+    starts_per_second: float = Field(default=50, gt=0)  # how fast a campaign starts journeys
+    schedule: str = "0 15 * * *"  # the daily campaign, a cron expression in UTC
+
+    _sunset = field_validator("sunset_after", mode="before")(_duration_field)
+
+
+class CartPlan(JourneyPlan):
+    """Steps measured from the cart's last update: each update pushes them back."""
+
+
+class FollowThroughPlan(BaseModel):
+    """Transactional order updates: `shipped` steps measured from the order_shipped event, `delivered` steps from
+    order_delivered."""
+
+    shipped: list[StepPlan]
+    delivered: list[StepPlan]
+    wait_for_delivery: timedelta = timedelta(days=30)  # no delivery by then: the journey ends
+
+    _wait = field_validator("wait_for_delivery", mode="before")(_duration_field)
+    _shipped_in_order = field_validator("shipped", "delivered")(_in_order)
+
+    def all_steps(self) -> list[StepPlan]:
+        return [*self.shipped, *self.delivered]
+
+
+class CrossSellPlan(JourneyPlan):
+    """Recommendations at set times after a purchase: complementary categories, the same line, size and colour,
+    in season, never what the customer already bought. No message when nothing fits."""
+
+    complements: dict[str, list[str]] = {}  # category bought → categories that go with it
+    max_items: int = Field(default=3, ge=1, le=10)
+
+
+class DatesPlan(BaseModel):
+    """Yearly: the customer's birthday (a reward on the day); the dates they told us (a reminder with gift ideas
+    `reminder_before` the date, and a message on the day). Sent at `send_at` in the customer's time zone."""
+
+    send_at: str = "10:00"
+    reminder_before: timedelta = timedelta(days=7)
+    birthday: StepPlan
+    reminder: StepPlan
+    on_the_day: StepPlan
+
+    _reminder = field_validator("reminder_before", mode="before")(_duration_field)
+
+    def all_steps(self) -> list[StepPlan]:
+        return [self.birthday, self.reminder, self.on_the_day]
+
+
+class TriggersPlan(BaseModel):
+    """One message after something the customer did; each step's `after` is measured from that moment."""
+
+    browsed: StepPlan  # clicked a link and bought nothing: "thanks for looking" with a code
+    reviewed: StepPlan  # posted a review: thanks with a discount
+    code_purchase: StepPlan  # bought with their personal code: thanks with similar items
+
+    def all_steps(self) -> list[StepPlan]:
+        return [self.browsed, self.reviewed, self.code_purchase]
 
 
 class PostPurchaseInput(BaseModel):
@@ -87,6 +170,54 @@ class PostPurchaseInput(BaseModel):
     order_id: str
     segment: Segment  # decided at intake, when the order is stored: a later purchase ends this journey
     plan: PostPurchasePlan
+
+
+class ReengageInput(BaseModel):
+    customer_id: str
+    plan: ReengagePlan
+
+
+class CartInput(BaseModel):
+    cart_id: str
+    customer_id: str
+    plan: CartPlan
+
+
+class CartUpdatedSignal(BaseModel):
+    """The cart changed, or its checkout started: the next step's deadline moves back."""
+
+    event: Literal["cart_updated", "checkout_started"] = "cart_updated"
+
+
+class FollowThroughInput(BaseModel):
+    order_id: str
+    customer_id: str
+    plan: FollowThroughPlan
+
+
+class OrderEventSignal(BaseModel):
+    """What the shop reported about the order: shipped, delivered, or a review of it was posted."""
+
+    event: Literal["shipped", "delivered", "reviewed"]
+
+
+class CrossSellInput(BaseModel):
+    order_id: str
+    customer_id: str
+    plan: CrossSellPlan
+
+
+class DatesInput(BaseModel):
+    customer_id: str
+    plan: DatesPlan
+
+
+class TriggerInput(BaseModel):
+    trigger: Literal["browsed", "reviewed", "code_purchase"]
+    customer_id: str
+    step: StepPlan
+    order_id: str | None = None
+    review_id: int | None = None
 
 
 class PurchaseSignal(BaseModel):
@@ -106,6 +237,11 @@ class SendRequest(BaseModel):
     kind: MessageKind = MessageKind.marketing
     priority: Priority = Priority.high
     order_id: str | None = None
+    # What else the message shows, by id (rendered from the database at send time, never carried here):
+    cart_id: str | None = None  # the cart's items, images and reviews
+    products: list[str] = []  # skus of recommended products
+    date_id: int | None = None  # a CustomerDate: the occasion
+    review_id: int | None = None  # the customer's review
 
 
 class ClickedSignal(BaseModel):

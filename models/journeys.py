@@ -12,7 +12,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from models.contracts import MessageKind, PostPurchasePlan, Segment, parse_duration
+from models.contracts import (
+    CartPlan,
+    CrossSellPlan,
+    DatesPlan,
+    FollowThroughPlan,
+    MessageKind,
+    PostPurchasePlan,
+    ReengagePlan,
+    Segment,
+    StepPlan,
+    TriggersPlan,
+    parse_duration,
+)
 from models.settings import ROOT, get_settings
 from models.tables import Channel
 
@@ -120,6 +132,17 @@ class Policy(BaseModel):
 
 class Journeys(BaseModel):
     post_purchase: PostPurchasePlan
+    reengage: ReengagePlan
+    cart: CartPlan
+    follow_through: FollowThroughPlan
+    cross_sell: CrossSellPlan
+    dates: DatesPlan
+    triggers: TriggersPlan
+
+    def all_steps(self) -> list[tuple[str, StepPlan]]:
+        """(journey, step) for every step of every journey."""
+        plans = [(name, getattr(self, name)) for name in type(self).model_fields]
+        return [(name, step) for name, plan in plans for step in plan.all_steps()]
 
 
 class JourneysConfig(BaseModel):
@@ -136,8 +159,8 @@ class JourneysConfig(BaseModel):
     @model_validator(mode="after")
     def _templates_exist(self) -> "JourneysConfig":
         missing = [
-            f"{step.name}: {path.relative_to(ROOT)}"
-            for step in self.journeys.post_purchase.steps
+            f"{journey}.{step.name}: {path.relative_to(ROOT)}"
+            for journey, step in self.journeys.all_steps()
             for key in {step.template, *step.templates_by_segment.values()}
             for channel in step.channels
             if not (path := TEMPLATES_DIR / f"{key}.{channel}.j2").is_file()
@@ -154,7 +177,7 @@ class JourneysConfig(BaseModel):
 
         renderer, public_url = TemplateRenderer(), get_settings().public_url
         over = []
-        for step in self.journeys.post_purchase.steps:
+        for journey, step in self.journeys.all_steps():
             if Channel.sms not in step.channels:
                 continue
             for key in sorted({step.template, *step.templates_by_segment.values()}):
@@ -164,8 +187,9 @@ class JourneysConfig(BaseModel):
                 size = count(text)
                 if size.segments > step.sms_segments:
                     over.append(
-                        f"{step.name}: {key}.sms.j2 is {size.segments} segments ({size.encoding}, {size.units} "
-                        f"units with link and footer), over its budget of {step.sms_segments} (sms_segments)"
+                        f"{journey}.{step.name}: {key}.sms.j2 is {size.segments} segments ({size.encoding}, "
+                        f"{size.units} units with link and footer), over its budget of {step.sms_segments} "
+                        "(sms_segments)"
                     )
         if over:
             raise ValueError("texts over budget: " + "; ".join(over))

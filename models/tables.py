@@ -94,6 +94,13 @@ class Product(SQLModel, table=True):
     url: str | None = Field(default=None, max_length=2000)
     image_url: str | None = Field(default=None, max_length=2000)
     price: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 3)))
+    # What cross-sell matches on: the product line ("Alpine"), its colour, the sizes it comes in ("S,M,L") and the
+    # season it is for (spring, summer, autumn, winter; None: all year). A product no longer sold is not offered.
+    line: str | None = Field(default=None, max_length=100, index=True)
+    color: str | None = Field(default=None, max_length=32)
+    sizes: str | None = Field(default=None, max_length=300)
+    season: str | None = Field(default=None, max_length=16)
+    active: bool = True
 
 
 class Order(SQLModel, table=True):
@@ -106,6 +113,12 @@ class Order(SQLModel, table=True):
     # The message whose coupon this order redeemed, and its journey: the order counts as that journey's conversion.
     attributed_message_id: int | None = Field(default=None, foreign_key="message.id")
     attributed_journey: str | None = Field(default=None, max_length=64)
+    cart_id: str | None = Field(default=None, max_length=128, index=True)  # the cart this order bought
+    # Order follow-through, from the shop's order_shipped and order_delivered events.
+    carrier: str | None = Field(default=None, max_length=64)
+    tracking_url: str | None = Field(default=None, max_length=2000)
+    shipped_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
     created_at: datetime = _timestamp()
 
 
@@ -230,3 +243,78 @@ class Reply(SQLModel, table=True):
     body: str
     provider_key: str | None = Field(default=None, max_length=200, unique=True)  # duplicate deliveries
     received_at: datetime = _timestamp()
+
+
+class CartStatus(StrEnum):
+    open = "open"
+    ordered = "ordered"  # an order quoting the cart bought it
+
+
+class Cart(SQLModel, table=True):
+    """A customer's cart as the shop last reported it (cart_updated replaces its items)."""
+
+    id: str = Field(primary_key=True, max_length=128)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    status: CartStatus = Field(default=CartStatus.open, sa_type=String(16))
+    currency: str | None = Field(default=None, max_length=3)
+    order_id: str | None = Field(default=None, max_length=128)  # the order that bought it
+    checkout_started_at: datetime | None = Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+    created_at: datetime = _timestamp()
+    updated_at: datetime = _timestamp()
+
+
+class CartItem(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    cart_id: str = Field(foreign_key="cart.id", index=True, max_length=128)
+    sku: str = Field(foreign_key="product.sku", max_length=128)
+    name: str = Field(max_length=300)
+    quantity: int
+    unit_price: Decimal = _money()
+    size: str | None = Field(default=None, max_length=32)
+    color: str | None = Field(default=None, max_length=32)
+
+
+class Event(SQLModel, table=True):
+    """Every event the shop posted (POST /events): what re-engagement reads to tell who is inactive. The shop's
+    `event_id`, when it sends one, makes a repeated POST a no-op."""
+
+    __table_args__ = (UniqueConstraint("event_id", name="uq_event_event_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str | None = Field(default=None, max_length=128)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    type: str = Field(max_length=32, index=True)
+    occurred_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+    subject_id: str | None = Field(default=None, max_length=128)  # the cart or order it is about
+    received_at: datetime = _timestamp()
+
+
+class Review(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    order_id: str = Field(foreign_key="order.id", index=True, max_length=128)
+    sku: str | None = Field(default=None, foreign_key="product.sku", index=True, max_length=128)
+    rating: int  # 1-5
+    text: str | None = None
+    posted_at: datetime = Field(sa_column=Column(UTCDateTime(), nullable=False))
+
+
+class DateKind(StrEnum):
+    birthday = "birthday"  # the customer's own (Customer.birthday): a reward on the day
+    partner_birthday = "partner_birthday"  # dates the customer told us: a reminder a week ahead, then the day
+    anniversary = "anniversary"
+    other = "other"
+
+
+class CustomerDate(SQLModel, table=True):
+    """A yearly date the customer told us (a partner's birthday, a wedding anniversary), by month and day."""
+
+    __table_args__ = (UniqueConstraint("customer_id", "kind", "label", name="uq_customerdate_customer_kind_label"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: str = Field(foreign_key="customer.id", index=True, max_length=128)
+    kind: DateKind = Field(sa_type=String(24))
+    label: str = Field(default="", max_length=100)  # "Sam's birthday": shown in the message, never in a history
+    month: int
+    day: int  # 29 February is kept; in other years it is celebrated on 28 February
+    year: int | None = None

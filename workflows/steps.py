@@ -119,14 +119,32 @@ class Journey:
         workflow.set_current_details(f"Ended: {self._state.ended}.")
         return JourneyResult(ended=self._state.ended, steps_done=self._state.steps_done)
 
-    def step_request(self, step: StepPlan, customer_id: str, template: str, order_id: str | None = None) -> SendRequest:
+    def step_request(
+        self,
+        step: StepPlan,
+        customer_id: str,
+        template: str | None = None,
+        *,
+        name: str | None = None,
+        order_id: str | None = None,
+        cart_id: str | None = None,
+        products: list[str] | None = None,
+        date_id: int | None = None,
+        review_id: int | None = None,
+    ) -> SendRequest:
+        """The step's send. `name` overrides the step's name where a journey sends one step more than once under
+        a workflow id (a yearly date, a re-run campaign): it is the message's idempotency key."""
         return SendRequest(
             customer_id=customer_id,
             journey=self.journey,
-            step=step.name,
-            template=template,
+            step=name or step.name,
+            template=template or step.template,
             channels=step.channels,
             kind=step.kind,
             priority=step.priority,
             order_id=order_id,
+            cart_id=cart_id,
+            products=products or [],
+            date_id=date_id,
+            review_id=review_id,
         )
