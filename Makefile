@@ -35,6 +35,7 @@ bench: $(STAMP)  ## the benchmarks (about 15 minutes); each prints its figures a
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.intake_load
 	$(BIN)/python -m bench.idle
+	$(BIN)/python -m bench.reengage
 
 chaos: $(STAMP)  ## 500 journeys while the worker is SIGKILLed every 2-6 s and the dev server restarted once (about 3 minutes); lost and duplicated messages, appended to bench/RESULTS.md
 	$(BIN)/python -m bench.chaos --journeys 500 --duration 90

@@ -27,7 +27,7 @@ from activities.pacing import earliest_send
 from activities.personalisation import Personalisation
 from activities.quiet_hours import NoCommonWindowError
 from activities.rendering import Rendered, TemplateRenderer, template_context
-from channels.base import Channels, OutgoingMessage, PermanentFailure, RecipientOptedOut
+from channels.base import Channels, OutgoingMessage, PacedChannel, PermanentFailure, RecipientOptedOut
 from models.contracts import MessageKind, Priority, SendRequest, SendResult
 from models.journeys import JourneysConfig
 from models.links import unsubscribe_url
@@ -115,6 +115,8 @@ class MessageActivities:
             journey=message.journey,
             unsubscribe_url=_unsubscribe_url(session, message, self._public_url) if channel == Channel.email else None,
         )
+        if isinstance(provider, PacedChannel):  # the provider's rate limit is waited out before the lock, not under it
+            provider.pace()
         # From here to the commit the customer is locked: a STOP recorded before this point is seen below, and one
         # that arrives during the provider call waits for the commit, so nothing is sent after a STOP is recorded.
         # The lock also makes concurrent journeys count each other's sends against the frequency cap.

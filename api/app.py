@@ -17,19 +17,21 @@ from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from api.catalog import catalog_router
 from api.customers import customers_router
+from api.events import events_router
 from api.intake import StoredOrder, store_order
 from api.links import links_router
 from api.schemas import IntakeResult, MessageOut, OrderIn
 from api.sendgrid_events import sendgrid_events
 from api.webhooks import twilio_webhooks
-from models.contracts import PostPurchaseInput
 from models.db import make_engine
 from models.journeys import JourneysConfig, load_journeys
 from models.settings import Settings
 from models.tables import Customer, Message
 from starter.client import connect
-from starter.journeys import post_purchase_id, signal_purchase, start_post_purchase
+from starter.customer_journeys import order_journeys
+from starter.journeys import post_purchase_id
 
 log = logging.getLogger(__name__)
 bearer = HTTPBearer(auto_error=False)
@@ -93,25 +95,18 @@ def create_app(
         response_model_exclude_none=True,  # `coupon` only when the order quoted one
     )
     async def post_order(order: OrderIn, response: Response) -> IntakeResult:
-        """Store the order and start its post-purchase journey; a purchase ends the customer's other journeys."""
+        """Store the order and start its journeys (post-purchase, cross-sell, ...); a purchase ends the customer's
+        journeys that it has done the job of (earlier win-backs, carts, re-engagement)."""
 
         def store() -> StoredOrder:
             with Session(engine) as session:
                 return store_order(session, order, config)
 
         stored = await run_in_threadpool(store)
-        journey = PostPurchaseInput(
-            customer_id=stored.customer_id,
-            order_id=order.order_id,
-            segment=stored.segment,
-            plan=config.journeys.post_purchase,
-        )
         workflow_id = post_purchase_id(order.order_id)
-        client = temporal["client"]
         try:
-            # Both are tried for a known order too: its first POST may have been stored while Temporal was down.
-            started = await start_post_purchase(client, settings.temporal_task_queue, journey) is not None
-            await signal_purchase(client, [post_purchase_id(o) for o in stored.earlier_orders], order.order_id)
+            # Tried for a known order too: its first POST may have been stored while Temporal was down.
+            started = await order_journeys(temporal["client"], settings.temporal_task_queue, config, order, stored)
         except RPCError as e:
             log.error("order %s stored, Temporal unreachable: %s", order.order_id, e)
             raise HTTPException(
@@ -136,8 +131,11 @@ def create_app(
     app.include_router(twilio_webhooks(settings, engine, config, temporal_client))
     # SendGrid's ECDSA signature; every request is a 403 without SENDGRID_WEBHOOK_PUBLIC_KEY.
     app.include_router(sendgrid_events(settings, engine, config, temporal_client))
-    app.include_router(customers_router(engine, config, authorized))
-    app.include_router(links_router(engine, config, temporal_client))  # public: the random token is the credential
+    app.include_router(customers_router(engine, config, authorized, settings.temporal_task_queue, temporal_client))
+    app.include_router(catalog_router(engine, authorized))
+    app.include_router(events_router(engine, config, settings.temporal_task_queue, authorized, temporal_client))
+    # Public: the random token is the credential.
+    app.include_router(links_router(engine, config, settings.temporal_task_queue, temporal_client))
 
     return app
 

@@ -1,10 +1,14 @@
 """Customers: upsert profiles with consent evidence, export everything stored about one, erase one.
 
 Erasure keeps the shop's records (orders and items, outbox rows for counting) but nulls every personal field,
-deletes the consent log, and puts the customer's phone and email (hashed) on the suppression list, so that an
-address given again later, under any customer id, is never contacted.
+deletes the consent log and the dates told, and puts the customer's phone and email (hashed) on the suppression
+list, so that an address given again later, under any customer id, is never contacted.
+
+A customer whose birthday or dates are given has their dates journey told (started when none runs).
 """
 
+import asyncio
+import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -15,15 +19,23 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
+from temporalio.client import Client
+from temporalio.service import RPCError
 
-from api.intake import upsert_customer
+from api.intake import customer_has_dates, upsert_customer
 from api.schemas import CustomerIn
+from models.contracts import DatesInput
 from models.journeys import JourneysConfig
 from models.store import suppress
-from models.tables import Consent, Customer, Message, Order, OrderItem, utcnow
+from models.tables import Consent, Customer, CustomerDate, Message, Order, OrderItem, utcnow
+from starter.dates import dates_changed
+from starter.journeys import signal_or_log
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 ERASURE_REASON = "erasure"
+CONCURRENT_SIGNALS = 50  # a batch of customers tells their dates journeys this many at a time
 
 
 class ConsentEvidence(BaseModel):
@@ -92,8 +104,12 @@ def export_customer(session: Session, customer: Customer) -> dict[str, Any]:
     ).all()
     messages = session.exec(select(Message).where(Message.customer_id == customer.id).order_by(col(Message.id))).all()
     # warnings=False: enum columns come back from the database as plain strings, which serialize the same.
+    dates = session.exec(
+        select(CustomerDate).where(CustomerDate.customer_id == customer.id).order_by(col(CustomerDate.id))
+    ).all()
     return {
-        "profile": customer.model_dump(mode="json", warnings=False),
+        "profile": customer.model_dump(mode="json", warnings=False)
+        | {"dates": [d.model_dump(mode="json", exclude={"customer_id"}, warnings=False) for d in dates]},
         "consents": [c.model_dump(mode="json", warnings=False) for c in consents],
         "orders": [
             order.model_dump(mode="json", warnings=False)
@@ -120,21 +136,47 @@ def erase_customer(session: Session, customer: Customer) -> None:
         session.add(message)
     for consent in session.exec(select(Consent).where(Consent.customer_id == customer.id)).all():
         session.delete(consent)
+    for told in session.exec(select(CustomerDate).where(CustomerDate.customer_id == customer.id)).all():
+        session.delete(told)  # "Sam's birthday" is personal too
     for field in ("first_name", "last_name", "phone", "email", "birthday", "timezone"):
         setattr(customer, field, None)
     customer.updated_at = utcnow()
     session.add(customer)
 
 
-def customers_router(engine: Engine, config: JourneysConfig, authorized: Callable[..., None]) -> APIRouter:
+async def tell_dates_journeys(
+    client: Client, task_queue: str, config: JourneysConfig, has_dates: dict[str, bool]
+) -> None:
+    """Tell the customers' dates journeys that their dates changed, starting one for each customer who has dates
+    (and none running); raises RPCError when Temporal cannot be reached."""
+    limit = asyncio.Semaphore(CONCURRENT_SIGNALS)
+
+    async def tell(customer_id: str, start: bool) -> None:
+        async with limit:
+            journey = DatesInput(customer_id=customer_id, plan=config.journeys.dates)
+            await dates_changed(client, task_queue, journey, start=start)
+
+    await asyncio.gather(*(tell(customer_id, start) for customer_id, start in has_dates.items()))
+
+
+def customers_router(
+    engine: Engine,
+    config: JourneysConfig,
+    authorized: Callable[..., None],
+    task_queue: str,
+    temporal: Callable[[], Client],
+) -> APIRouter:
     router = APIRouter(prefix="/customers", tags=["customers"], dependencies=[Depends(authorized)])
 
     @router.post("")
     async def post_customers(
         payload: Annotated[Any, Body(description=f"one customer, or a list of at most {MAX_BATCH}")],
     ) -> UpsertResult:
-        """Create or update customers, with consent evidence; all or nothing."""
+        """Create or update customers, with consent evidence; all or nothing. Customers whose birthday or dates
+        are given have their dates journey told; 503 when Temporal cannot be reached (the customers are stored:
+        retry the request)."""
         customers = parse_customers(payload)
+        dated = [c.id for c in customers if c.birthday is not None or c.dates is not None]
 
         def store() -> None:
             for attempt in range(1, 4):
@@ -149,7 +191,20 @@ def customers_router(engine: Engine, config: JourneysConfig, authorized: Callabl
                         if attempt == 3:
                             raise
 
+        def who_has_dates() -> dict[str, bool]:
+            with Session(engine) as session:
+                return {customer_id: customer_has_dates(session, customer_id) for customer_id in dated}
+
         await run_in_threadpool(store)
+        has_dates = await run_in_threadpool(who_has_dates)
+        try:
+            await tell_dates_journeys(temporal(), task_queue, config, has_dates)
+        except RPCError as e:
+            log.error("customers stored, their dates journeys not told: Temporal unreachable: %s", e)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "customers stored; Temporal could not be reached: retry this request",
+            ) from e
         return UpsertResult(upserted=len(customers))
 
     @router.get("/{customer_id}/export")
@@ -159,11 +214,21 @@ def customers_router(engine: Engine, config: JourneysConfig, authorized: Callabl
             return export_customer(session, _customer(session, customer_id))
 
     @router.delete("/{customer_id}", status_code=status.HTTP_204_NO_CONTENT)
-    def delete_customer(customer_id: str) -> Response:
+    async def delete_customer(customer_id: str) -> Response:
         """Erase the customer's personal data and never contact their phone or email again."""
-        with Session(engine) as session:
-            erase_customer(session, _customer(session, customer_id))
-            session.commit()
+
+        def erase() -> None:
+            with Session(engine) as session:
+                erase_customer(session, _customer(session, customer_id))
+                session.commit()
+
+        await run_in_threadpool(erase)
+        # With no dates left the dates journey ends; were it not told, it would find none at its next reading, and
+        # nothing is sent to an erased customer meanwhile (no consent, no address).
+        journey = DatesInput(customer_id=customer_id, plan=config.journeys.dates)
+        await signal_or_log(
+            f"customer {customer_id} erased", dates_changed(temporal(), task_queue, journey, start=False)
+        )
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return router

@@ -5,22 +5,26 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import cast
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from api.schemas import CouponOutcome, CustomerIn, OrderIn
+from api.schemas import CouponOutcome, CustomerIn, DateIn, OrderIn, OrderItemIn
 from models.contracts import Segment
 from models.journeys import JourneysConfig
 from models.links import normalize_coupon_code
 from models.store import latest_consent
 from models.tables import (
+    Cart,
+    CartStatus,
     Channel,
     Consent,
     ConsentStatus,
     Coupon,
     CouponRejection,
     Customer,
+    CustomerDate,
+    DateKind,
     Order,
     OrderItem,
     Product,
@@ -35,6 +39,8 @@ class StoredOrder:
     segment: Segment
     earlier_orders: list[str]  # the customer's orders placed before this one whose journeys may still run
     coupon: CouponOutcome | None = None  # what became of the code the order quoted, if it quoted one
+    personal_code: bool = False  # the order redeemed a code made for this customer (a thank-you is due)
+    open_carts: tuple[str, ...] = ()  # the customer's carts whose reminders the purchase ends
 
 
 def store_order(session: Session, order: OrderIn, config: JourneysConfig, attempts: int = 3) -> StoredOrder:
@@ -64,12 +70,21 @@ def store_order(session: Session, order: OrderIn, config: JourneysConfig, attemp
             col(Order.placed_at) > stored.placed_at - horizon,
         )
     ).all()
+    redeemed = session.exec(select(Coupon).where(Coupon.redeemed_order_id == stored.id)).first()
+    carts = session.exec(
+        select(Cart.id).where(
+            Cart.customer_id == stored.customer_id,
+            or_(col(Cart.status) == CartStatus.open, col(Cart.order_id) == stored.id),
+        )
+    ).all()
     return StoredOrder(
         created,
         stored.customer_id,
         customer_segment(session, stored.customer_id, config),
         list(earlier),
         coupon_outcome(session, stored),
+        personal_code=redeemed is not None and redeemed.customer_id == stored.customer_id,
+        open_carts=tuple(carts),
     )
 
 
@@ -84,14 +99,7 @@ def customer_segment(session: Session, customer_id: str, config: JourneysConfig)
 
 def _insert_order(session: Session, order: OrderIn, config: JourneysConfig) -> None:
     upsert_customer(session, order.customer, config, source="checkout")
-    for item in order.items:
-        product = session.get(Product, item.sku) or Product(sku=item.sku, name=item.name)
-        product.name = item.name
-        product.category = item.category or product.category
-        product.url = item.url or product.url
-        product.image_url = item.image_url or product.image_url
-        product.price = product.price if product.price is not None else item.unit_price
-        session.add(product)
+    upsert_products(session, order.items)
     placed = Order(
         id=order.order_id,
         customer_id=order.customer.id,
@@ -117,6 +125,23 @@ def _insert_order(session: Session, order: OrderIn, config: JourneysConfig) -> N
     )
     if order.coupon_code:
         redeem_coupon(session, placed, order.coupon_code)
+    cart = session.get(Cart, order.cart_id) if order.cart_id else None
+    if cart is not None and cart.customer_id == placed.customer_id:
+        cart.status, cart.order_id = CartStatus.ordered, placed.id
+        session.add(cart)
+
+
+def upsert_products(session: Session, items: list[OrderItemIn]) -> None:
+    """The products an order or a cart names, as the shop describes them there (the catalog may say more)."""
+    for item in items:
+        product = session.get(Product, item.sku) or Product(sku=item.sku, name=item.name)
+        product.name = item.name
+        product.category = item.category or product.category
+        product.url = item.url or product.url
+        product.image_url = item.image_url or product.image_url
+        product.price = product.price if product.price is not None else item.unit_price
+        session.add(product)
+    session.flush()  # a cart's items reference the products
 
 
 def redeem_coupon(session: Session, order: Order, quoted: str) -> None:
@@ -157,15 +182,20 @@ def coupon_outcome(session: Session, order: Order) -> CouponOutcome | None:
 def upsert_customer(
     session: Session, incoming: CustomerIn, config: JourneysConfig, *, source: str, wording_version: str | None = None
 ) -> Customer:
-    """Fields that are given replace stored ones; fields left out keep what we know. Consent is recorded with the
-    brand's wording, in `wording_version` (default: the brand's current one)."""
+    """Fields that are given replace stored ones; fields left out keep what we know (given dates replace the dates
+    told earlier). Consent is recorded with the brand's wording, in `wording_version` (default: the brand's current
+    one)."""
     customer = session.get(Customer, incoming.id) or Customer(id=incoming.id)
-    profile = incoming.model_dump(exclude_unset=True, exclude_none=True, exclude={"id", "sms_consent", "email_consent"})
+    profile = incoming.model_dump(
+        exclude_unset=True, exclude_none=True, exclude={"id", "sms_consent", "email_consent", "dates"}
+    )
     for field, value in profile.items():
         setattr(customer, field, value)
     customer.updated_at = utcnow()
     session.add(customer)
     session.flush()
+    if incoming.dates is not None:
+        replace_dates(session, customer.id, incoming.dates)
     brand = config.brand
     version = wording_version or brand.consent_wording_version
     for channel, given, wording in (
@@ -185,6 +215,34 @@ def upsert_customer(
                 )
             )
     return customer
+
+
+def replace_dates(session: Session, customer_id: str, dates: list[DateIn]) -> None:
+    """The dates the customer told us are now these. A date is known by its kind and label: one told again keeps
+    its row (moved to the day given, if it moved), so its id, which the dates journey names its steps by, stays."""
+    wanted: dict[tuple[str, str], DateIn] = {(d.kind, d.label.casefold()): d for d in dates}
+    for row in session.exec(select(CustomerDate).where(CustomerDate.customer_id == customer_id)).all():
+        same = wanted.pop((row.kind, row.label.casefold()), None)
+        if same is None:
+            session.delete(row)
+        else:
+            row.label, row.month, row.day, row.year = same.label, same.month, same.day, same.year
+            session.add(row)
+    session.add_all(
+        CustomerDate(
+            customer_id=customer_id, kind=DateKind(d.kind), label=d.label, month=d.month, day=d.day, year=d.year
+        )
+        for d in wanted.values()
+    )
+    session.flush()
+
+
+def customer_has_dates(session: Session, customer_id: str) -> bool:
+    """A birthday, or a date the customer told us: what the dates journey runs for."""
+    customer = session.get(Customer, customer_id)
+    if customer is not None and customer.birthday is not None:
+        return True
+    return session.exec(select(CustomerDate.id).where(CustomerDate.customer_id == customer_id)).first() is not None
 
 
 def _consent_change(latest: Consent | None, given: bool | None, version: str) -> ConsentStatus | None:

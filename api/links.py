@@ -20,12 +20,14 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from temporalio.client import Client
 
-from models.contracts import ClickedSignal
+from models.contracts import ClickedSignal, TriggerInput
 from models.journeys import Brand, JourneysConfig
 from models.links import with_utm, workflow_id_of
 from models.store import lock_customer, revoke_consent
 from models.tables import Channel, Click, Link, LinkKind, Message
-from starter.journeys import running_journeys, signal_clicked, signal_opt_out, signal_or_log
+from starter.customer_journeys import running_journeys
+from starter.journeys import signal_clicked, signal_opt_out, signal_or_log
+from starter.triggers import start_trigger, thanks_for_looking_follows, trigger_input
 
 UNSUBSCRIBE_SOURCE = "list_unsubscribe"
 USER_AGENT_MAX = 500
@@ -38,9 +40,10 @@ class Clicked:
     destination: str  # the link's URL with our UTM parameters
     workflow_id: str
     signal: ClickedSignal
+    thanks: TriggerInput | None  # a "thanks for looking" to start: the click may be browsing with no purchase
 
 
-def links_router(engine: Engine, config: JourneysConfig, temporal: Callable[[], Client]) -> APIRouter:
+def links_router(engine: Engine, config: JourneysConfig, task_queue: str, temporal: Callable[[], Client]) -> APIRouter:
     router = APIRouter(tags=["links"])
 
     @router.get(
@@ -49,12 +52,12 @@ def links_router(engine: Engine, config: JourneysConfig, temporal: Callable[[], 
     async def click(token: str, request: Request) -> Response:
         """A tracked link: the click is stored, then the browser goes on to the shop and the journey is told."""
         user_agent = request.headers.get("user-agent")
-        clicked = await run_in_threadpool(record_click, engine, token, client_ip(request), user_agent)
+        clicked = await run_in_threadpool(record_click, engine, config, token, client_ip(request), user_agent)
         if clicked is None:
             return not_found()
         # Told once the redirect is on its way: the customer never waits for Temporal, and an outage or an
         # ended journey only costs the signal (logged); the click is stored either way.
-        tell = BackgroundTask(tell_clicked, temporal, clicked)
+        tell = BackgroundTask(tell_clicked, temporal, task_queue, clicked)
         return RedirectResponse(clicked.destination, status.HTTP_302_FOUND, headers=NO_STORE, background=tell)
 
     @router.get("/u/{token}", response_class=HTMLResponse, responses=NOT_FOUND_RESPONSE)
@@ -101,7 +104,9 @@ def linked_message(session: Session, token: str, kind: LinkKind) -> tuple[Link, 
     return None if message is None else (link, message)
 
 
-def record_click(engine: Engine, token: str, ip: str | None, user_agent: str | None) -> Clicked | None:
+def record_click(
+    engine: Engine, config: JourneysConfig, token: str, ip: str | None, user_agent: str | None
+) -> Clicked | None:
     with Session(engine) as session:
         found = linked_message(session, token, LinkKind.click)
         if found is None:
@@ -115,15 +120,20 @@ def record_click(engine: Engine, token: str, ip: str | None, user_agent: str | N
             ),
             workflow_id=workflow_id_of(message),
             signal=ClickedSignal(step=message.step, message_id=link.message_id),
+            thanks=trigger_input(config, "browsed", message.customer_id)
+            if thanks_for_looking_follows(message.journey, message.kind)
+            else None,
         )
         session.add(Click(token=link.token, ip=ip, user_agent=user_agent[:USER_AGENT_MAX] if user_agent else None))
         session.commit()
         return clicked
 
 
-async def tell_clicked(temporal: Callable[[], Client], clicked: Clicked) -> None:
+async def tell_clicked(temporal: Callable[[], Client], task_queue: str, clicked: Clicked) -> None:
     what = f"click on message {clicked.signal.message_id} stored"
     await signal_or_log(what, signal_clicked(temporal(), clicked.workflow_id, clicked.signal))
+    if clicked.thanks is not None:
+        await signal_or_log(f"{what}; thanks for looking", start_trigger(temporal(), task_queue, clicked.thanks))
 
 
 def is_unsubscribe_token(engine: Engine, token: str) -> bool:

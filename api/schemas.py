@@ -1,5 +1,6 @@
 """What the shop's backend sends us, validated before anything is stored."""
 
+import calendar
 import re
 from datetime import date, datetime
 from decimal import Decimal
@@ -9,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from models.settings import get_settings
 from models.tables import Channel
@@ -57,6 +58,33 @@ TimeZone = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 Currency = Annotated[str, AfterValidator(_currency)]
 
 
+class DateIn(BaseModel):
+    """A yearly date the customer told us. 29 February is one (celebrated on 28 February in other years)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: Literal["partner_birthday", "anniversary", "other"]  # the customer's own birthday is `birthday`
+    label: str = Field(min_length=1, max_length=100)  # what the messages call it: "Sam's birthday"
+    month: int = Field(ge=1, le=12)
+    day: int = Field(ge=1, le=31)
+    year: int | None = Field(None, ge=1900, le=2100)  # when it began; not celebrated in the years before
+
+    @field_validator("day")
+    @classmethod
+    def _day_of_month(cls, day: int, info: ValidationInfo) -> int:
+        month = info.data.get("month")
+        if month is not None and day > calendar.monthrange(2000, month)[1]:  # 2000 had a 29 February
+            raise ValueError(f"{calendar.month_name[month]} has no day {day}")
+        return day
+
+    @field_validator("year")
+    @classmethod
+    def _leap_year(cls, year: int | None, info: ValidationInfo) -> int | None:
+        if year is not None and (info.data.get("month"), info.data.get("day")) == (2, 29) and not calendar.isleap(year):
+            raise ValueError(f"{year} had no 29 February")
+        return year
+
+
 class CustomerIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -70,6 +98,18 @@ class CustomerIn(BaseModel):
     preferred_channel: Channel | None = None
     sms_consent: bool | None = None  # ticked at checkout; None: not asked
     email_consent: bool | None = None
+    dates: list[DateIn] | None = Field(None, max_length=20)  # replace the dates told earlier; None keeps them
+
+    @field_validator("dates")
+    @classmethod
+    def _distinct_dates(cls, dates: list[DateIn] | None) -> list[DateIn] | None:
+        seen: dict[tuple[str, str], int] = {}
+        for index, told in enumerate(dates or []):
+            key = (told.kind, told.label.casefold())
+            if key in seen:
+                raise ValueError(f"dates {seen[key]} and {index} are the same {told.kind} ({told.label!r})")
+            seen[key] = index
+        return dates
 
 
 class OrderItemIn(BaseModel):

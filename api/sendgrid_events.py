@@ -44,7 +44,8 @@ from models.links import workflow_id_of
 from models.settings import Settings
 from models.store import lock_customer, revoke_consent
 from models.tables import Channel, Customer, Message, WebhookReceipt, utcnow
-from starter.journeys import running_journeys, signal_message_event, signal_opt_out, signal_or_log
+from starter.customer_journeys import running_journeys
+from starter.journeys import signal_message_event, signal_opt_out, signal_or_log
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from models.links import workflow_id_of
 from models.settings import Settings
 from models.store import lock_customer, revoke_consent
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, Reply, WebhookReceipt, utcnow
+from starter.customer_journeys import running_journeys
 from starter.journeys import (
     conversation_id,
-    running_journeys,
     signal_message_event,
     signal_opt_out,
     signal_or_log,

@@ -10,6 +10,10 @@ SendGrid (v3 Mail Send, as `channels/sendgrid.py` calls it):
 Ours:
   GET  /_stats      counts as JSON;   GET /_accepted   every accepted message as JSON
 
+Twilio's rate limit (off by default): with `rate` N, sends beyond N a second (a token bucket holding `burst`,
+default one second's worth) are answered 429 with Twilio's error 20429 and not accepted; they are counted
+(`twilio_429` in the stats).
+
 Faults, for provoking retries (all off by default), apply to the sends, never to lookups:
   latency     each send is accepted first, then answered after a random delay: the window in which a crash
               leaves the outcome unknown to the caller, as with a real provider
@@ -17,7 +21,8 @@ Faults, for provoking retries (all off by default), apply to the sends, never to
   drop_rate   accepted, then the connection closed without an answer: the caller cannot know it was sent
 
 In-process: `with FakeProviders() as fake: ... fake.url, fake.accepted(), fake.hold(...)`.
-Standalone: `python -m bench.fake_providers --port 8787 [--latency-ms 0:200] [--error-rate 0.02] [--drop-rate 0]`.
+Standalone: `python -m bench.fake_providers --port 8787 [--latency-ms 0:200] [--error-rate 0.02] [--drop-rate 0]
+[--rate 50]`.
 """
 
 from __future__ import annotations
@@ -80,6 +85,28 @@ class Faults:
             raise ValueError("error_rate and drop_rate are fractions between 0 and 1")
 
 
+class TokenBucket:
+    """`rate` requests a second on average, at most `burst` at once: the usual shape of an API's rate limit."""
+
+    def __init__(self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate}")
+        self.rate, self.burst = rate, max(burst or rate, 1.0)
+        self._clock = clock
+        self._tokens, self._at = self.burst, clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
 class Hold:
     """Holds back the answer to the first send that `matches`: it is accepted, `arrived` is set, and its answer
     waits until `release()`, so a test can kill the caller in between."""
@@ -95,8 +122,16 @@ class Hold:
 
 
 class FakeProviders:
-    def __init__(self, port: int = 0, faults: Faults | None = None, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        faults: Faults | None = None,
+        seed: int | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
+    ) -> None:
         self.faults = faults or Faults()
+        self.rate_limit = TokenBucket(rate, burst) if rate else None  # Twilio sends only
         self._random = random.Random(seed)
         self._lock = threading.RLock()  # a hold's `matches` may read the fake
         self._accepted: list[Accepted] = []
@@ -172,6 +207,13 @@ class FakeProviders:
     def _count(self, what: str) -> None:
         with self._lock:
             self._counts[what] += 1
+
+    def _over_rate(self, provider: str) -> bool:
+        """A Twilio send beyond the rate limit: counted, to be answered 429."""
+        if provider != "twilio" or self.rate_limit is None or self.rate_limit.take():
+            return False
+        self._count("twilio_429")
+        return True
 
     def _fault(self) -> str | None:
         """None, "error" or "drop" for this send."""
@@ -278,6 +320,9 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
             parse: Callable[[], Accepted],
             answer: Callable[[Accepted], tuple[int, dict[str, Any] | None]],
         ) -> None:
+            if fake._over_rate(provider):
+                self._json(429, _too_many_requests())
+                return
             fault = fake._fault()
             if fault == "error":
                 fake._count(f"{provider}_errors")
@@ -400,6 +445,15 @@ def _error_body(provider: str) -> dict[str, Any]:
     return {"errors": [{"message": "Internal Server Error (injected)", "field": None, "help": None}]}
 
 
+def _too_many_requests() -> dict[str, Any]:
+    return {
+        "code": 20429,
+        "message": "Too Many Requests",
+        "more_info": "https://www.twilio.com/docs/errors/20429",
+        "status": 429,
+    }
+
+
 def _range(text: str) -> tuple[float, float]:
     """ "50" or "0:200" (milliseconds) → seconds."""
     low, _, high = text.partition(":")
@@ -413,9 +467,11 @@ def main() -> None:
     parser.add_argument("--error-rate", type=float, default=0.0)
     parser.add_argument("--drop-rate", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--rate", type=float, default=None, help="Twilio sends per second; beyond it: 429")
+    parser.add_argument("--burst", type=float, default=None, help="sends at once within the rate (default: rate)")
     args = parser.parse_args()
     faults = Faults(args.latency_ms, args.error_rate, args.drop_rate)
-    with FakeProviders(args.port, faults, args.seed) as fake:
+    with FakeProviders(args.port, faults, args.seed, args.rate, args.burst) as fake:
         print(f"fake Twilio and SendGrid at {fake.url} (TWILIO_API_BASE_URL, SENDGRID_API_HOST); stats: /_stats")
         try:
             threading.Event().wait()

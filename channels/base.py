@@ -1,7 +1,7 @@
 """The one small protocol every provider speaks."""
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from models.tables import Channel
 
@@ -36,6 +36,16 @@ class ProviderUnavailable(Exception):
 class OutcomeUnknown(ProviderUnavailable):
     """The request may have reached the provider (read timeout, dropped connection): look before sending again,
     where the provider allows it."""
+
+
+@runtime_checkable
+class PacedChannel(Protocol):
+    """A provider that limits how fast we may send (Twilio's messages per second per sender). The send policy
+    calls `pace()` before it locks the customer, so a send waiting for its turn holds no lock."""
+
+    def pace(self) -> None:
+        """Block until this process may make its next send."""
+        ...
 
 
 class MessageChannel(Protocol):

@@ -7,11 +7,16 @@ in the recipient's quiet hours. Refusals no retry can mend raise `PermanentFailu
 
 A timeout or dropped connection after the POST leaves the outcome unknown: Twilio may have accepted the text.
 `send_once(message, maybe_sent=True)` looks for it first (`find_sent`) and sends only if it is not there.
+
+With `max_rate` (TWILIO_MAX_RATE), `pace()` spreads this process's sends evenly at that many per second, so that a
+campaign keeps to the sender's rate instead of meeting 429s (each one retried, with a lookup, after backoff).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,6 +38,7 @@ OPTED_OUT = 21610  # "Attempt to send to unsubscribed recipient"
 PERMANENT = frozenset({21211, 21614, 30005, 30006})
 # Bad credentials or a suspended account: fix the configuration, and the waiting messages go out then.
 MISCONFIGURED_STATUSES = frozenset({401, 403})
+TOO_MANY_REQUESTS = 20429  # over the account's or sender's rate: retried like any 429, never a failure
 LOOKBACK = timedelta(days=1)
 LOOKUP_LIMIT = 50
 
@@ -51,6 +57,7 @@ class TwilioChannel:
         api_base_url: str | None = None,
         validity_period: int = 3600,
         timeout: float = 10.0,
+        max_rate: float | None = None,
     ) -> None:
         if not account_sid or not auth_token:
             raise ValueError("Twilio needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")
@@ -64,6 +71,7 @@ class TwilioChannel:
         self.messaging_service_sid = messaging_service_sid
         self.status_callback = f"{public_url.rstrip('/')}/webhooks/twilio/status"
         self.validity_period = validity_period
+        self.pacer = RatePacer(max_rate) if max_rate else None
         self.client = Client(account_sid, auth_token, http_client=_http_client(timeout))
         if api_base_url:
             # Every `client.messages` call resolves its URL against the Api domain's base_url.
@@ -80,7 +88,13 @@ class TwilioChannel:
             from_number=settings.twilio_from_number,
             messaging_service_sid=settings.twilio_messaging_service_sid,
             api_base_url=settings.twilio_api_base_url,
+            max_rate=settings.twilio_max_rate,
         )
+
+    def pace(self) -> None:
+        """Wait for this process's next send slot (no wait without TWILIO_MAX_RATE)."""
+        if self.pacer:
+            self.pacer.wait()
 
     def send(self, message: OutgoingMessage, *, maybe_sent: bool = False) -> str:
         """Send unless `maybe_sent` and Twilio already has this text; return Twilio's message SID.
@@ -129,6 +143,34 @@ class TwilioChannel:
         return None
 
 
+class RatePacer:
+    """Spreads calls from any number of threads evenly at `rate` per second: each takes the next free slot under
+    the lock, then sleeps until it outside the lock. Idle time is not saved up into a burst."""
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, not {rate}")
+        self.interval = 1.0 / rate
+        self._clock, self._sleep = clock, sleep
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def wait(self) -> float:
+        """Sleep until this call's slot; returns the seconds waited."""
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            self._sleep(slot - now)
+        return slot - now
+
+
 def _http_client(timeout: float) -> TwilioHttpClient:
     """The SDK's client with retries off for both schemes (http is the test fake's): one request per attempt."""
     http_client = TwilioHttpClient(timeout=timeout, max_retries=0)
@@ -161,7 +203,7 @@ def _classify(status: int, code: int | None, text: str) -> Exception:
         return RecipientOptedOut(str(code), text)
     if code in PERMANENT:
         return PermanentFailure(str(code), text)
-    if status == 429 or status >= 500 or status in MISCONFIGURED_STATUSES:
+    if status == 429 or code == TOO_MANY_REQUESTS or status >= 500 or status in MISCONFIGURED_STATUSES:
         return ProviderUnavailable(f"Twilio HTTP {status} ({code}): {text}")
     if 400 <= status < 500:
         return PermanentFailure(str(code or status), text)

@@ -156,6 +156,19 @@ class JourneysConfig(BaseModel):
         """How long after its order a post-purchase journey may still be running."""
         return self.journeys.post_purchase.steps[-1].after + timedelta(days=1)
 
+    @property
+    def order_journeys_horizon(self) -> timedelta:
+        """How long after its order any of the order's journeys (post-purchase, cross-sell, follow-through) may
+        still be running."""
+        follow = self.journeys.follow_through
+        return max(
+            self.post_purchase_horizon,
+            self.journeys.cross_sell.steps[-1].after + timedelta(days=1),
+            follow.wait_for_delivery
+            + max((s.after for s in follow.delivered), default=timedelta(0))
+            + timedelta(days=1),
+        )
+
     @model_validator(mode="after")
     def _templates_exist(self) -> "JourneysConfig":
         missing = [

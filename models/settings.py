@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     twilio_from_number: str | None = Field(default=None, validation_alias="TWILIO_FROM_NUMBER")
     twilio_messaging_service_sid: str | None = Field(default=None, validation_alias="TWILIO_MESSAGING_SERVICE_SID")
     twilio_api_base_url: str | None = Field(default=None, validation_alias="TWILIO_API_BASE_URL")
+    # Texts per second this worker process sends through Twilio (unset: as fast as it can). Twilio sends 1/s per
+    # long code, 3/s per toll-free number, 100/s per short code; several workers share the sender's rate.
+    twilio_max_rate: float | None = Field(default=None, gt=0, validation_alias="TWILIO_MAX_RATE")
     sendgrid_api_key: str | None = Field(default=None, validation_alias="SENDGRID_API_KEY")
     sendgrid_from_email: str | None = Field(default=None, validation_alias="SENDGRID_FROM_EMAIL")
     sendgrid_webhook_public_key: str | None = Field(default=None, validation_alias="SENDGRID_WEBHOOK_PUBLIC_KEY")

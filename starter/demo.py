@@ -14,20 +14,39 @@ from models.journeys import JourneysConfig
 from models.tables import Product
 
 
-def _product(sku: str, name: str, category: str, price: str) -> Product:
+def _product(sku: str, name: str, category: str, price: str, **matched_on: Any) -> Product:
+    """`matched_on`: what cross-sell matches (line, color, sizes as "S,M,L", season; none: all year)."""
     return Product(
-        sku=sku, name=name, category=category, price=Decimal(price), url=f"https://northwind.example/p/{sku.lower()}"
+        sku=sku,
+        name=name,
+        category=category,
+        price=Decimal(price),
+        url=f"https://northwind.example/p/{sku.lower()}",
+        image_url=f"https://northwind.example/i/{sku.lower()}.jpg",
+        **matched_on,
     )
 
 
+# Categories as in the journeys file's cross-sell complements: Ava's jeans and tee (the sample order) find an
+# Everyday shirt and belt in her sizes, and a winter sweater; the linen shirt waits for summer.
 CATALOG = [
-    _product("JEANS-32", "Slim jeans", "jeans", "59.95"),
-    _product("TEE-M-WHT", "Organic tee", "tops", "24.00"),
-    _product("COAT-BLK-M", "Black winter coat", "outerwear", "189.00"),
-    _product("JACKET-BLK-M", "Black field jacket", "outerwear", "129.00"),
-    _product("SCARF-WOOL", "Wool scarf", "accessories", "35.00"),
-    _product("SOCKS-3P", "Merino socks, 3 pairs", "accessories", "18.00"),
-]
+    _product("JEANS-32", "Slim jeans", "jeans", "59.95", line="Everyday", color="indigo", sizes="30,32,34,36"),
+    _product("TEE-M-WHT", "Organic tee", "tops", "24.00", line="Everyday", color="white", sizes="S,M,L,XL"),
+    _product("COAT-BLK-M", "Black winter coat", "outerwear", "189.00", line="Alpine", color="black", sizes="S,M,L",
+             season="winter"),
+    _product("JACKET-BLK-M", "Black field jacket", "outerwear", "129.00", line="Alpine", color="black",
+             sizes="S,M,L", season="autumn"),
+    _product("SCARF-WOOL", "Wool scarf", "scarves", "35.00", line="Alpine", color="grey", season="winter"),
+    _product("SOCKS-3P", "Merino socks, 3 pairs", "socks", "18.00", sizes="S,M,L"),
+    _product("SHIRT-OXF", "Oxford shirt", "shirts", "69.00", line="Everyday", color="white", sizes="S,M,L,XL"),
+    _product("SHIRT-LINEN", "Linen shirt", "shirts", "65.00", line="Everyday", color="white", sizes="S,M,L",
+             season="summer"),
+    _product("BELT-LTHR", "Leather belt", "belts", "45.00", line="Everyday", color="brown", sizes="30,32,34,36"),
+    _product("SNEAKER-CNV", "Canvas sneakers", "sneakers", "75.00", color="white", sizes="7,8,9,10,11,12"),
+    _product("SWEATER-MRN", "Merino sweater", "sweaters", "89.00", line="Alpine", color="grey", sizes="S,M,L",
+             season="winter"),
+    _product("GLOVES-LTHR", "Leather gloves", "gloves", "49.00", color="black", sizes="S,M,L", season="winter"),
+]  # fmt: skip
 
 CUSTOMERS = [
     {"id": "c_ava", "first_name": "Ava", "last_name": "Stone", "phone": "+14155550101",
@@ -64,14 +83,18 @@ def sample_order(
     order_id: str | None = None,
     total: str = "83.95",
     placed_at: datetime | None = None,
+    cart_id: str | None = None,
+    coupon_code: str | None = None,
 ) -> dict[str, Any]:
-    """An order as a shop's backend would POST it."""
+    """An order as a shop's backend would POST it; `cart_id`: the cart it buys, `coupon_code`: a code it quotes."""
     customer = next((c for c in CUSTOMERS if c["id"] == customer_id), {"id": customer_id})
     return {
         "order_id": order_id or f"demo-{uuid.uuid4().hex[:8]}",
         "placed_at": (placed_at or datetime.now(UTC)).isoformat(),
         "currency": "USD",
         "total": total,
+        "cart_id": cart_id,
+        "coupon_code": coupon_code,
         "customer": customer,
         "items": [
             {"sku": "JEANS-32", "name": "Slim jeans", "category": "jeans", "quantity": 1,
@@ -80,3 +103,47 @@ def sample_order(
              "unit_price": "24.00", "size": "M", "color": "white"},
         ],
     }  # fmt: skip
+
+
+EVENT_KINDS = {
+    "cart": "cart_updated",
+    "checkout": "checkout_started",
+    "visit": "site_visit",
+    "shipped": "order_shipped",
+    "delivered": "order_delivered",
+    "review": "review_posted",
+}
+
+
+def sample_event(
+    kind: str,
+    customer_id: str = "c_ava",
+    *,
+    cart_id: str | None = None,
+    order_id: str | None = None,
+    rating: int = 5,
+    text: str | None = None,
+) -> dict[str, Any]:
+    """An event as a shop's backend would POST it to /events; `kind` is a key of EVENT_KINDS."""
+    event: dict[str, Any] = {
+        "type": EVENT_KINDS[kind],
+        "customer_id": customer_id,
+        "occurred_at": datetime.now(UTC).isoformat(),
+    }
+    if kind in ("cart", "checkout"):
+        event["cart_id"] = cart_id or f"cart-{customer_id}"
+    if kind == "cart":
+        event["currency"] = "USD"
+        event["items"] = [
+            {"sku": "COAT-BLK-M", "name": "Black winter coat", "category": "outerwear", "quantity": 1,
+             "unit_price": "189.00", "size": "M", "color": "black"},
+        ]  # fmt: skip
+    if kind in ("shipped", "delivered", "review"):
+        if order_id is None:
+            raise ValueError(f"a {kind} event needs the order's id")
+        event["order_id"] = order_id
+    if kind == "shipped":
+        event |= {"carrier": "UPS", "tracking_url": f"https://www.ups.com/track?tracknum=1Z{order_id}"}
+    if kind == "review":
+        event |= {"rating": rating, "text": text}
+    return event

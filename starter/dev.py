@@ -23,6 +23,7 @@ from models.db import make_engine, migrate
 from models.journeys import JourneysConfig, load_journeys
 from models.settings import DATA_DIR, Settings
 from starter.binaries import temporal_cli
+from starter.campaigns import ensure_reengage_schedule
 from starter.client import connect
 from starter.demo import sample_order, seed
 from worker import ACTIVITY_THREADS, create_worker
@@ -94,7 +95,8 @@ async def run_dev(settings: Settings, ports: Ports, demo: bool) -> None:
         client = await wait_for_temporal(settings, server)
         app = create_app(settings, engine=engine, client=client, config=config)
         api = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=ports.api, log_level="warning"))
-        activities = build_activities(engine, config, channels_from_settings(settings))
+        await ensure_reengage_schedule(client, config, settings.temporal_task_queue)
+        activities = build_activities(engine, config, channels_from_settings(settings), client=client)
         with ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity") as executor:
             async with create_worker(client, settings.temporal_task_queue, activities, executor):
                 banner = asyncio.create_task(_announce(api, ports, token, settings, engine, config, demo))

@@ -5,7 +5,6 @@ import logging
 from collections.abc import Awaitable
 
 from pydantic import BaseModel
-from sqlmodel import Session
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -17,12 +16,11 @@ from models.contracts import (
     JourneyResult,
     MessageEventSignal,
     OptOutSignal,
+    OrderEventSignal,
     PostPurchaseInput,
     PurchaseSignal,
     RepliedSignal,
 )
-from models.journeys import JourneysConfig
-from models.store import recent_order_ids
 from models.tables import Channel
 from workflows.post_purchase import PostPurchaseJourney
 
@@ -35,13 +33,6 @@ BEST_EFFORT_SIGNAL_SECONDS = 3.0
 
 def post_purchase_id(order_id: str) -> str:
     return f"post-purchase-{order_id}"
-
-
-def running_journeys(session: Session, customer_ids: list[str], config: JourneysConfig) -> list[str]:
-    """The ids of the customers' journeys that may still be running, from the database: whom an opt-out tells.
-    Each new kind of journey adds its ids here."""
-    order_ids = recent_order_ids(session, customer_ids, config.post_purchase_horizon)
-    return [post_purchase_id(order_id) for order_id in order_ids]
 
 
 def conversation_id(customer_id: str) -> str:
@@ -96,6 +87,11 @@ async def signal_clicked(client: Client, workflow_id: str, signal: ClickedSignal
 async def signal_message_event(client: Client, workflow_id: str, signal: MessageEventSignal) -> int:
     """Tell a journey what a provider reported about one of its messages; 0 when it has ended."""
     return await _signal(client, [workflow_id], "message_event", signal)
+
+
+async def signal_order_event(client: Client, workflow_id: str, signal: OrderEventSignal) -> int:
+    """Tell an order's running follow-through what happened to the order; 0 when none runs."""
+    return await _signal(client, [workflow_id], "order_event", signal)
 
 
 async def signal_replied(client: Client, workflow_ids: list[str], signal: RepliedSignal) -> int:

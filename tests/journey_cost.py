@@ -84,9 +84,19 @@ class Budget:
     max_timers_per_step: int = 1
     max_upserts: int = 3
     max_events: int | None = None  # required of a journey that loops (continue-as-new or a step repeated)
+    extra_steps: int = 0  # steps beyond its plan's (re-engagement's sunset: one activity after one more wait)
+    timers_per_signal: int = 0  # a signal that moves a wait's deadline back (a cart update) sets its timer again
 
 
-BUDGETS: dict[str, Budget] = {"post_purchase": Budget()}
+BUDGETS: dict[str, Budget] = {
+    "post_purchase": Budget(),
+    # A step reads the catalog (recommend_products), then sends: two activities (a trigger's only for code_purchase).
+    "cross_sell": Budget(max_activities_per_step=2),
+    "triggers": Budget(max_activities_per_step=2),
+    "reengage": Budget(extra_steps=1),
+    "cart": Budget(timers_per_signal=1),
+    "follow_through": Budget(),
+}
 
 
 def over_budget(cost: Cost, steps: int, budget: Budget) -> list[str]:
@@ -99,8 +109,12 @@ def over_budget(cost: Cost, steps: int, budget: Budget) -> list[str]:
             f"activities: {cost.activities} scheduled + {cost.activity_retries} retries"
             f" > {budget.max_activities_per_step} per step x {steps} steps{allowance}"
         )
-    if cost.timers > budget.max_timers_per_step * steps + cost.deferrals:
-        excess.append(f"timers: {cost.timers} > {budget.max_timers_per_step} per step x {steps} steps{allowance}")
+    rearmed = budget.timers_per_signal * cost.signals
+    if cost.timers > budget.max_timers_per_step * steps + cost.deferrals + rearmed:
+        signals = f" + {rearmed} for {cost.signals} signals" if rearmed else ""
+        excess.append(
+            f"timers: {cost.timers} > {budget.max_timers_per_step} per step x {steps} steps{allowance}{signals}"
+        )
     if cost.upserts > budget.max_upserts:
         excess.append(f"search-attribute upserts: {cost.upserts} > {budget.max_upserts}")
     if budget.max_events is not None and cost.events > budget.max_events:
@@ -139,7 +153,13 @@ def steps_reached(history: WorkflowHistory) -> int:
     signal cut short (a journey that ended other than "completed"), never more than its plan has."""
     started = _first(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
     completed = _first(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
-    plan_steps = len(_decode(started.workflow_execution_started_event_attributes.input)["plan"]["steps"])
+    arguments = _decode(started.workflow_execution_started_event_attributes.input)
+    # Every step the input plans: in one list (`steps`), in several (follow-through), or one by one (a trigger's
+    # `step`, dates): whatever holds a `template`.
+    plan = arguments.get("plan", arguments)
+    planned = [v for value in plan.values() for v in (value if isinstance(value, list) else [value])]
+    plan_steps = sum(1 for v in planned if isinstance(v, dict) and "template" in v)
+    plan_steps += BUDGETS[journey_of(history)].extra_steps
     result: JourneyResult = _decode(completed.workflow_execution_completed_event_attributes.result, JourneyResult)
     return min(len(result.steps_done) + (result.ended != "completed"), plan_steps)
 

@@ -80,6 +80,6 @@ async def running_shop(
 ) -> AsyncIterator[Shop]:
     task_queue = f"tq-{uuid.uuid4()}"
     with ThreadPoolExecutor(max_workers=ACTIVITY_THREADS) as executor:
-        activities = build_activities(engine, config, channels)
+        activities = build_activities(engine, config, channels, client=env.client)
         async with create_worker(env.client, task_queue, activities, executor):
             yield Shop(env, engine, config, task_queue)

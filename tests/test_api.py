@@ -542,7 +542,7 @@ async def test_temporal_down_through_the_starter_is_503(
     async def unreachable(*args: Any, **kwargs: Any) -> None:
         raise RPCError("deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")
 
-    monkeypatch.setattr("api.app.start_post_purchase", unreachable)
+    monkeypatch.setattr("starter.customer_journeys.start_post_purchase", unreachable)
     payload = new_order()
 
     response = await http.post("/orders", json=payload, headers=AUTH)

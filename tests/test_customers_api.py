@@ -38,10 +38,25 @@ EVIDENCE = {
 }
 
 
+class NoJourneys:
+    """Temporal as these tests need it: a customer with a birthday has their dates journey told (tests/test_dates.py
+    runs it), and nothing runs here."""
+
+    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def get_workflow_handle(self, workflow_id: str) -> "NoJourneys":
+        return self
+
+    async def signal(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 @pytest.fixture
 async def http(engine: Engine, config: JourneysConfig) -> AsyncIterator[httpx.AsyncClient]:
-    # No journey is started here: the Temporal client is never called (and the lifespan does not run).
-    app = create_app(Settings(COMEBACK_API_TOKEN=TOKEN), engine=engine, client=cast(Client, object()), config=config)
+    # No journey runs here (and the lifespan does not run).
+    client = cast(Client, NoJourneys())
+    app = create_app(Settings(COMEBACK_API_TOKEN=TOKEN), engine=engine, client=client, config=config)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://comeback.test") as http:
         yield http
 

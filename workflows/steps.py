@@ -36,6 +36,7 @@ class Journey:
     """Base of every journey workflow: state, the `state` query and the signals that end a journey."""
 
     journey: str = ""
+    ends_on_click: str | None = None  # a journey whose goal is a click ends with this outcome at the first one
 
     def __init__(self) -> None:
         self._exit: str | None = None
@@ -65,6 +66,8 @@ class Journey:
         """The customer clicked a link of this journey's message (recorded by /r/{token})."""
         if signal.step not in self._state.clicked:
             self._state.clicked.append(signal.step)
+        if self.ends_on_click:
+            self._exit = self._exit or self.ends_on_click
 
     @workflow.signal
     def message_event(self, signal: MessageEventSignal) -> None:

@@ -1,0 +1,57 @@
+"""Starting cross-sell journeys: one per order, started at order intake."""
+
+from datetime import timedelta
+
+from sqlmodel import Session
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from models import search
+from models.contracts import CrossSellInput
+from models.journeys import JourneysConfig
+from models.store import recent_order_ids
+from workflows.cross_sell import CrossSellJourney
+
+
+def cross_sell_id(order_id: str) -> str:
+    return f"cross-sell-{order_id}"
+
+
+def cross_sell_input(config: JourneysConfig, customer_id: str, order_id: str) -> CrossSellInput:
+    """The order's journey with a snapshot of today's plan."""
+    return CrossSellInput(customer_id=customer_id, order_id=order_id, plan=config.journeys.cross_sell)
+
+
+def cross_sell_horizon(config: JourneysConfig) -> timedelta:
+    """How long after its order a cross-sell may still be running (a deferred last step included)."""
+    return config.journeys.cross_sell.steps[-1].after + timedelta(days=1)
+
+
+def running_cross_sells(session: Session, customer_ids: list[str], config: JourneysConfig) -> list[str]:
+    """The ids of the customers' cross-sells that may still be running: whom a purchase or an opt-out tells."""
+    return [cross_sell_id(o) for o in recent_order_ids(session, customer_ids, cross_sell_horizon(config))]
+
+
+async def start_cross_sell(client: Client, task_queue: str, journey: CrossSellInput) -> bool:
+    """Start the order's cross-sell; False when it already exists (running or ended): an order has one."""
+    try:
+        await client.start_workflow(
+            CrossSellJourney.run,
+            journey,
+            id=cross_sell_id(journey.order_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
+                    SearchAttributePair(search.JOURNEY, CrossSellJourney.journey),
+                    SearchAttributePair(search.JOURNEY_STEP, journey.plan.steps[0].stage),
+                    SearchAttributePair(search.ORDER_ID, journey.order_id),
+                ]
+            ),
+            static_summary=f"Cross-sell journey of customer {journey.customer_id} for order {journey.order_id}",
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
