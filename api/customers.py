@@ -196,6 +196,8 @@ def customers_router(
                 return {customer_id: customer_has_dates(session, customer_id) for customer_id in dated}
 
         await run_in_threadpool(store)
+        if not dated:
+            return UpsertResult(upserted=len(customers))
         has_dates = await run_in_threadpool(who_has_dates)
         try:
             await tell_dates_journeys(temporal(), task_queue, config, has_dates)

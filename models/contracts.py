@@ -272,10 +272,17 @@ class CrossSellInput(BaseModel):
 
 class DatesInput(BaseModel):
     customer_id: str
-    plan: DatesPlan
+    plan: DatesPlan  # the latest a `dates_changed` brought is carried across continue-as-new
     # Carried across continue-as-new: where the next run's year begins, and the channels opted out of so far.
     since: datetime | None = None
     opted_out: list[Channel] = []
+
+
+class DatesChangedSignal(BaseModel):
+    """The customer's birthday or told dates changed: the journey reads them again. It brings the journeys file's
+    plan as it is now, which the journey adopts: a journey that runs forever would otherwise never see a new one."""
+
+    plan: DatesPlan
 
 
 class UpcomingDatesRequest(BaseModel):

@@ -8,7 +8,7 @@ reminders, their re-engagement and a pending "thanks for looking".
 
 from datetime import UTC, date, datetime
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from api.intake import StoredOrder
@@ -16,6 +16,7 @@ from api.schemas import OrderIn
 from models.contracts import DatesInput, PostPurchaseInput
 from models.journeys import JourneysConfig
 from models.store import recent_order_ids
+from models.tables import Customer, CustomerDate
 from starter.campaigns import reengage_id
 from starter.carts import cart_id_of, open_cart_journeys
 from starter.cross_sell import cross_sell_id, cross_sell_input, start_cross_sell
@@ -41,8 +42,10 @@ async def order_journeys(
     if stored.personal_code:
         thanks = trigger_input(config, "code_purchase", customer_id, order_id=order.order_id)
         await start_trigger(client, task_queue, thanks)
-    if order.customer.birthday is not None or order.customer.dates:
-        await dates_changed(client, task_queue, DatesInput(customer_id=customer_id, plan=plans.dates))
+    if order.customer.birthday is not None or order.customer.dates is not None:
+        # Told dates the checkout replaced (even with none) move a running journey; only dates start one.
+        has_dates = order.customer.birthday is not None or bool(order.customer.dates)
+        await dates_changed(client, task_queue, DatesInput(customer_id=customer_id, plan=plans.dates), start=has_dates)
     await signal_purchase(client, ended_by_purchase(config, stored, datetime.now(UTC).date()), order.order_id)
     return started
 
@@ -69,6 +72,15 @@ def running_journeys(session: Session, customer_ids: list[str], config: Journeys
         *(follow_through_id(order_id) for order_id in order_ids),
         *open_cart_journeys(session, customer_ids, config.journeys.cart),
         *(reengage_id(customer_id) for customer_id in customer_ids),
-        *(dates_id(customer_id) for customer_id in customer_ids),
+        *(dates_id(customer_id) for customer_id in with_dates(session, customer_ids)),
         *running_triggers(session, customer_ids, config),
     ]
+
+
+def with_dates(session: Session, customer_ids: list[str]) -> list[str]:
+    """Those of the customers who have a birthday or told us dates: only they may have a dates journey."""
+    told = session.exec(select(CustomerDate.customer_id).where(col(CustomerDate.customer_id).in_(customer_ids))).all()
+    born = session.exec(
+        select(Customer.id).where(col(Customer.id).in_(customer_ids), col(Customer.birthday).is_not(None))
+    ).all()
+    return sorted({*told, *born})

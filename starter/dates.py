@@ -5,7 +5,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import search
-from models.contracts import DatesInput
+from models.contracts import DatesChangedSignal, DatesInput
 from workflows.dates import WAITING_STAGE, DatesJourney
 
 
@@ -14,13 +14,14 @@ def dates_id(customer_id: str) -> str:
 
 
 async def dates_changed(client: Client, task_queue: str, journey: DatesInput, *, start: bool = True) -> None:
-    """Tell the customer's dates journey that their dates changed: it reads them again at once. With `start` (the
-    customer has dates), a journey is started when none runs; without, only a running one is told (it ends when
-    no date is left). A journey that ended (no dates left, opted out) is started anew."""
-    workflow_id = dates_id(journey.customer_id)
+    """Tell the customer's dates journey that their dates changed: it reads them again at once, and adopts the plan
+    of `journey`. With `start` (the customer has dates), a journey is started when none runs; without, only a
+    running one is told (it ends when no date is left). A journey that ended (no dates left, opted out) is started
+    anew."""
+    workflow_id, signal = dates_id(journey.customer_id), DatesChangedSignal(plan=journey.plan)
     if not start:
         try:
-            await client.get_workflow_handle(workflow_id).signal(DatesJourney.dates_changed)
+            await client.get_workflow_handle(workflow_id).signal(DatesJourney.dates_changed, signal)
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -31,6 +32,7 @@ async def dates_changed(client: Client, task_queue: str, journey: DatesInput, *,
         id=workflow_id,
         task_queue=task_queue,
         start_signal="dates_changed",
+        start_signal_args=[signal],
         search_attributes=TypedSearchAttributes(
             [
                 SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),

@@ -13,6 +13,7 @@ from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from channels.base import Channels, OutgoingMessage
@@ -37,6 +38,20 @@ class RecordingChannel:
         self.sent.append(message)
         self.maybe_sent.append(maybe_sent)
         return f"rec-{len(self.sent)}"
+
+
+class NoJourneys:
+    """Temporal where no journey runs: a start is accepted and nothing runs, a signal finds no journey (as the
+    server answers for one that has ended). For API tests about what is stored, not about journeys."""
+
+    async def start_workflow(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def get_workflow_handle(self, workflow_id: str) -> "NoJourneys":
+        return self
+
+    async def signal(self, *args: object, **kwargs: object) -> None:
+        raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from api.schemas import OrderIn
 from models.journeys import JourneysConfig
 from models.settings import Settings
 from models.tables import Product
+from tests.conftest import NoJourneys
 from tests.factories import order_payload
 
 TOKEN = "t0ken"
@@ -25,7 +26,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture
 async def http(engine: Engine, config: JourneysConfig) -> AsyncIterator[httpx.AsyncClient]:
     # No journey is started here: the Temporal client is never called.
-    app = create_app(Settings(COMEBACK_API_TOKEN=TOKEN), engine=engine, client=cast(Client, object()), config=config)
+    app = create_app(
+        Settings(COMEBACK_API_TOKEN=TOKEN), engine=engine, client=cast(Client, NoJourneys()), config=config
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://comeback.test") as http:
         yield http
 

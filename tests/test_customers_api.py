@@ -22,7 +22,7 @@ from models.journeys import JourneysConfig
 from models.settings import Settings
 from models.store import is_suppressed, suppress
 from models.tables import Consent, Customer, Message, MessageStatus, Order, OrderItem, Suppression
-from tests.conftest import RecordingChannel
+from tests.conftest import NoJourneys, RecordingChannel
 from tests.factories import order_payload
 
 TOKEN = "t0ken"
@@ -36,20 +36,6 @@ EVIDENCE = {
     "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
     "recorded_at": "2026-11-20T15:04:05Z",
 }
-
-
-class NoJourneys:
-    """Temporal as these tests need it: a customer with a birthday has their dates journey told (tests/test_dates.py
-    runs it), and nothing runs here."""
-
-    async def start_workflow(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def get_workflow_handle(self, workflow_id: str) -> "NoJourneys":
-        return self
-
-    async def signal(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 @pytest.fixture

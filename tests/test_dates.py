@@ -23,7 +23,7 @@ from api.app import create_app
 from api.intake import customer_has_dates, upsert_customer
 from api.schemas import CustomerIn
 from channels.base import Channels
-from models.contracts import DatesInput, JourneyResult, OptOutSignal, PurchaseSignal, UpcomingDatesRequest
+from models.contracts import DatesInput, DatesPlan, JourneyResult, OptOutSignal, PurchaseSignal, UpcomingDatesRequest
 from models.journeys import JourneysConfig
 from models.settings import Settings
 from models.tables import Channel, Customer, CustomerDate, DateKind, Message, MessageStatus
@@ -165,12 +165,14 @@ class Dates:
     async def now(self) -> datetime:
         return await self.env.get_current_time()
 
-    async def tell(self, customer_id: str, **fields: Any) -> WorkflowHandle[DatesJourney, JourneyResult]:
+    async def tell(
+        self, customer_id: str, plan: DatesPlan | None = None, **fields: Any
+    ) -> WorkflowHandle[DatesJourney, JourneyResult]:
         """Store the profile (with dates), then tell the customer's journey, starting it when they have dates."""
         store(self.shop.engine, self.shop.config, customer_id, **fields)
         with Session(self.shop.engine) as session:
             start = customer_has_dates(session, customer_id)
-        journey = DatesInput(customer_id=customer_id, plan=self.shop.config.journeys.dates)
+        journey = DatesInput(customer_id=customer_id, plan=plan or self.shop.config.journeys.dates)
         await dates_changed(self.client, self.shop.task_queue, journey, start=start)
         self.started.append(dates_id(customer_id))
         await self.env.sleep(timedelta(seconds=1))  # skipped once the journey has read the dates
@@ -369,6 +371,25 @@ async def test_the_birthday_goes_first_and_a_capped_message_on_the_day_is_droppe
     ]
 
 
+async def test_a_profile_change_brings_the_plan_as_it_is_now_for_this_year_and_the_next(dates: Dates):
+    customer_id, evening = unique(), time(18, 30)
+    day = local_day(await dates.now(), 10)
+    handle = await dates.tell(customer_id, birthday=f"1992-{day:%m-%d}")
+    later = dates.shop.config.journeys.dates.model_copy(update={"send_at": "18:30"})  # the journeys file edited
+    await dates.tell(customer_id, plan=later, birthday=f"1992-{day:%m-%d}")
+    due = datetime.combine(day, evening, tzinfo=NEW_YORK).astimezone(UTC)
+    assert (await handle.query(DatesJourney.state)).next_wake_up == due
+
+    await dates.env.sleep(timedelta(days=366 + 11))  # this year's birthday, and next year's in the next run
+    sent = [(m.step, m.sent_at.astimezone(NEW_YORK)) for m in dates.messages(customer_id) if m.sent_at]
+    next_day = day_in(day.year + 1, day.month, day.day)
+    assert [step for step, _ in sent] == [f"birthday_{day.year}", f"birthday_{next_day.year}"]
+    assert [(at.date(), at.time().replace(second=0, microsecond=0)) for _, at in sent] == [
+        (day, evening),
+        (next_day, evening),
+    ]
+
+
 async def test_removing_every_date_ends_the_journey_at_once(dates: Dates):
     customer_id = unique()
     day = local_day(await dates.now(), 30)
@@ -454,13 +475,61 @@ def test_given_dates_replace_the_told_ones_and_a_date_told_again_keeps_its_id(en
     assert told_rows(engine, "c_1") == []
 
 
+class Told:
+    """Temporal as the API sees it: which dates journeys were started (or told), and which only told."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.signalled: list[str] = []
+
+    async def start_workflow(self, workflow: Any, arg: Any, *, id: str, start_signal: str, **options: Any) -> None:
+        assert start_signal == "dates_changed"
+        self.started.append(id)
+
+    def get_workflow_handle(self, workflow_id: str) -> "Told":
+        self.signalled.append(workflow_id)
+        return self
+
+    async def signal(self, signal: Any, *args: Any) -> None:
+        assert signal.__name__ == "dates_changed"
+
+
 @pytest.fixture
-async def http(sqlite_engine: Engine, config: JourneysConfig) -> AsyncIterator[httpx.AsyncClient]:
-    # Invalid requests are refused before Temporal is asked anything.
-    client = cast(Client, object())
+def told_journeys() -> Told:
+    return Told()
+
+
+@pytest.fixture
+async def http(sqlite_engine: Engine, config: JourneysConfig, told_journeys: Told) -> AsyncIterator[httpx.AsyncClient]:
+    client = cast(Client, told_journeys)
     app = create_app(Settings(COMEBACK_API_TOKEN=TOKEN), engine=sqlite_engine, client=client, config=config)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://comeback.test") as http:
         yield http
+
+
+async def test_the_api_tells_the_dates_journeys_and_exports_and_erases_the_dates(http, sqlite_engine, told_journeys):
+    batch = [
+        {"id": "c_1", "dates": [sams_birthday(5, 1)]},
+        {"id": "c_2", "birthday": "1990-05-17"},
+        {"id": "c_3", "dates": []},  # no dates: a running journey is told, none is started
+        {"id": "c_4", "first_name": "Ben"},  # no dates given: nothing to tell
+    ]
+    assert (await http.post("/customers", json=batch, headers=AUTH)).status_code == 200
+    assert (told_journeys.started, told_journeys.signalled) == (["dates-c_1", "dates-c_2"], ["dates-c_3"])
+
+    export = (await http.get("/customers/c_1/export", headers=AUTH)).json()
+    [sam] = export["profile"]["dates"]
+    assert (sam["kind"], sam["label"], sam["month"], sam["day"], sam["year"]) == (
+        "partner_birthday",
+        "Sam's birthday",
+        5,
+        1,
+        None,
+    )
+
+    assert (await http.delete("/customers/c_1", headers=AUTH)).status_code == 204
+    assert told_rows(sqlite_engine, "c_1") == [] and told_journeys.signalled[-1] == "dates-c_1"  # it ends: no dates
+    assert (await http.get("/customers/c_1/export", headers=AUTH)).json()["profile"]["dates"] == []
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from models.settings import Settings
 from models.store import consent_status
 from models.tables import Channel, Consent, ConsentStatus, Customer, Message, MessageStatus, Reply
 from starter.journeys import conversation_id, post_purchase_id
-from tests.conftest import RecordingChannel
+from tests.conftest import NoJourneys, RecordingChannel
 from tests.factories import order_payload
 from tests.test_api import snapshot
 from tests.test_links import running_journeys
@@ -42,7 +42,7 @@ PHONE = "+14155550100"
 @pytest.fixture
 async def http(engine: Engine, config: JourneysConfig) -> AsyncIterator[httpx.AsyncClient]:
     settings = Settings(COMEBACK_API_TOKEN="t0ken", TWILIO_AUTH_TOKEN=AUTH_TOKEN, COMEBACK_PUBLIC_URL=PUBLIC)
-    app = create_app(settings, engine=engine, client=cast(Client, object()), config=config)
+    app = create_app(settings, engine=engine, client=cast(Client, NoJourneys()), config=config)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INTERNAL) as http:
         yield http
 
@@ -195,7 +195,7 @@ async def test_signature_covers_the_query_string(http: httpx.AsyncClient, engine
 
 async def test_without_an_auth_token_every_webhook_is_refused(engine: Engine, config: JourneysConfig, sent: Message):
     settings = Settings(COMEBACK_API_TOKEN="t0ken", COMEBACK_PUBLIC_URL=PUBLIC)
-    app = create_app(settings, engine=engine, client=cast(Client, object()), config=config)
+    app = create_app(settings, engine=engine, client=cast(Client, NoJourneys()), config=config)
     before = snapshot(engine)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=INTERNAL) as http:
         for path, params in [("/webhooks/twilio/status", STATUS), ("/webhooks/twilio/sms", STOP)]:

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from models import search
     from models.contracts import (
         DateOccurrence,
+        DatesChangedSignal,
         DatesInput,
         DatesPlan,
         JourneyResult,
@@ -56,12 +57,14 @@ class DatesJourney(Journey):
     def __init__(self) -> None:
         super().__init__()
         self._changed = False
+        self._plan: DatesPlan | None = None  # the plan the latest `dates_changed` brought
         self._done: set[str] = set()  # steps sent (or skipped by the send policy) in this run
 
     @workflow.signal
-    def dates_changed(self) -> None:
-        """The customer's birthday or told dates changed: read them again (signal-with-start brings the first)."""
-        self._changed = True
+    def dates_changed(self, signal: DatesChangedSignal) -> None:
+        """The customer's birthday or told dates changed: read them again, with the plan the signal brings
+        (signal-with-start brings the first)."""
+        self._changed, self._plan = True, signal.plan
 
     @workflow.signal
     def purchase(self, signal: PurchaseSignal) -> None:
@@ -69,17 +72,17 @@ class DatesJourney(Journey):
 
     @workflow.run
     async def run(self, journey: DatesInput) -> JourneyResult:
-        plan, customer_id = journey.plan, journey.customer_id
+        customer_id = journey.customer_id
         # After a continue-as-new: the stage its search attribute already shows, the channels opted out of.
         self._state.stage = workflow.info().typed_search_attributes.get(search.JOURNEY_STEP) or WAITING_STAGE
         self._state.opted_out = list(journey.opted_out)
-        self.uses({channel for step in plan.all_steps() for channel in step.channels})
         since = journey.since or workflow.now()
         until = since + YEAR
-        resume_from = since  # sends count from here on, and so do those already due when the dates changed:
-        overdue: set[str] = set()
+        resume_from = since  # the sends due from here on are made...
+        overdue: set[str] = set()  # ...and these, already due when the dates changed
         while True:
-            self._changed = False
+            self._changed, plan = False, self._plan or journey.plan
+            self.uses({channel for step in plan.all_steps() for channel in step.channels})
             upcoming = await self._upcoming(customer_id, plan, since, until)
             if upcoming.dates == 0:
                 return self.end("no_dates")
@@ -98,9 +101,9 @@ class DatesJourney(Journey):
                 return self.end()
             pending = [send for send in sends if send.request.step not in self._done]
             if outcome == "year_done":
-                self._continue_as_new(journey, until)
+                self._continue_as_new(journey, plan, until)
             if outcome == "long":
-                self._continue_as_new(journey, min([workflow.now(), *(send.due for send in pending)]))
+                self._continue_as_new(journey, plan, min([workflow.now(), *(send.due for send in pending)]))
             # The dates changed: new sends count from now; one already due (sharing the instant of the send just
             # made) still goes, if the new dates still have it.
             resume_from = workflow.now()
@@ -163,12 +166,13 @@ class DatesJourney(Journey):
         delay = when - workflow.now()
         if self._exit is None and not self._changed and delay > timedelta(0):
             with contextlib.suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._exit is not None, timeout=delay)
+                await workflow.wait_condition(lambda: self._exit is not None or self._changed, timeout=delay)
         self._state.next_wake_up = None
         if self._exit is not None:
             return "ended"
         return "due" if workflow.now() >= when else "changed"
 
-    def _continue_as_new(self, journey: DatesInput, since: datetime) -> NoReturn:
+    def _continue_as_new(self, journey: DatesInput, plan: DatesPlan, since: datetime) -> NoReturn:
         workflow.set_current_details(f"Continuing as new from {since:%Y-%m-%d %H:%M:%S} UTC.")
-        workflow.continue_as_new(journey.model_copy(update={"since": since, "opted_out": self._state.opted_out}))
+        carried = {"plan": plan, "since": since, "opted_out": self._state.opted_out}
+        workflow.continue_as_new(journey.model_copy(update=carried))
