@@ -27,7 +27,19 @@ from api.schemas import CustomerIn
 from models.contracts import DatesInput
 from models.journeys import JourneysConfig
 from models.store import suppress
-from models.tables import Consent, Customer, CustomerDate, Message, Order, OrderItem, utcnow
+from models.tables import (
+    Cart,
+    CartItem,
+    Consent,
+    Customer,
+    CustomerDate,
+    Event,
+    Message,
+    Order,
+    OrderItem,
+    Review,
+    utcnow,
+)
 from starter.dates import dates_changed
 from starter.journeys import signal_or_log
 
@@ -124,6 +136,26 @@ def export_customer(session: Session, customer: Customer) -> dict[str, Any]:
             for order in orders
         ],
         "messages": [m.model_dump(mode="json", warnings=False) for m in messages],
+        "carts": [
+            cart.model_dump(mode="json", warnings=False)
+            | {
+                "items": [
+                    item.model_dump(mode="json", exclude={"cart_id"}, warnings=False)
+                    for item in session.exec(
+                        select(CartItem).where(CartItem.cart_id == cart.id).order_by(col(CartItem.id))
+                    ).all()
+                ]
+            }
+            for cart in session.exec(select(Cart).where(Cart.customer_id == customer.id).order_by(col(Cart.created_at)))
+        ],
+        "reviews": [
+            r.model_dump(mode="json", warnings=False)
+            for r in session.exec(select(Review).where(Review.customer_id == customer.id).order_by(col(Review.id)))
+        ],
+        "events": [
+            e.model_dump(mode="json", warnings=False)
+            for e in session.exec(select(Event).where(Event.customer_id == customer.id).order_by(col(Event.id)))
+        ],
     }
 
 
@@ -138,6 +170,9 @@ def erase_customer(session: Session, customer: Customer) -> None:
         session.delete(consent)
     for told in session.exec(select(CustomerDate).where(CustomerDate.customer_id == customer.id)).all():
         session.delete(told)  # "Sam's birthday" is personal too
+    for review in session.exec(select(Review).where(Review.customer_id == customer.id)).all():
+        review.text = None  # the rating stays, without the customer's words
+        session.add(review)
     for field in ("first_name", "last_name", "phone", "email", "birthday", "timezone"):
         setattr(customer, field, None)
     customer.updated_at = utcnow()

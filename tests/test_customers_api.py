@@ -2,6 +2,8 @@
 
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, cast
 
 import httpx
@@ -21,7 +23,19 @@ from models.contracts import SendRequest
 from models.journeys import JourneysConfig
 from models.settings import Settings
 from models.store import is_suppressed, suppress
-from models.tables import Consent, Customer, Message, MessageStatus, Order, OrderItem, Suppression
+from models.tables import (
+    Cart,
+    CartItem,
+    Consent,
+    Customer,
+    Event,
+    Message,
+    MessageStatus,
+    Order,
+    OrderItem,
+    Review,
+    Suppression,
+)
 from tests.conftest import NoJourneys, RecordingChannel
 from tests.factories import order_payload
 
@@ -175,6 +189,13 @@ def shop_history(engine: Engine, config: JourneysConfig, recorder: RecordingChan
     """An order, a message sent, and a consent given with evidence."""
     with Session(engine) as session:
         store_order(session, OrderIn.model_validate(order_payload()), config)
+        at = datetime(2026, 11, 24, tzinfo=UTC)
+        session.add(Cart(id="cart-9", customer_id="c_42", currency="USD"))
+        session.flush()
+        session.add(CartItem(cart_id="cart-9", sku="JEANS-32", name="Slim jeans", quantity=2, unit_price=Decimal(59)))
+        session.add(Review(customer_id="c_42", order_id="1001", rating=5, text="Love these jeans", posted_at=at))
+        session.add(Event(customer_id="c_42", type="site_visit", occurred_at=at))
+        session.commit()
     assert send(engine, config, recorder).status == "sent"
 
 
@@ -185,7 +206,7 @@ async def test_the_export_holds_everything_stored_about_the_customer(http, engin
     answer = await http.get("/customers/c_42/export", headers=AUTH)
     assert answer.status_code == 200
     export = answer.json()
-    assert set(export) == {"profile", "consents", "orders", "messages"}
+    assert set(export) == {"profile", "consents", "orders", "messages", "carts", "reviews", "events"}
     profile = export["profile"]
     assert (profile["id"], profile["first_name"], profile["phone"], profile["email"]) == (
         "c_42",
@@ -201,6 +222,10 @@ async def test_the_export_holds_everything_stored_about_the_customer(http, engin
     assert [(i["sku"], i["quantity"], i["unit_price"]) for i in order["items"]] == [("JEANS-32", 1, "59.950")]
     [message] = export["messages"]
     assert message["status"] == "sent" and "John" in message["body"]
+    [cart] = export["carts"]
+    assert (cart["id"], [(i["sku"], i["quantity"]) for i in cart["items"]]) == ("cart-9", [("JEANS-32", 2)])
+    assert [(r["order_id"], r["rating"], r["text"]) for r in export["reviews"]] == [("1001", 5, "Love these jeans")]
+    assert [e["type"] for e in export["events"]] == ["site_visit"]
 
     assert (await http.get("/customers/nobody/export", headers=AUTH)).status_code == 404
 
@@ -213,8 +238,9 @@ async def test_erasure_removes_personal_data_and_suppresses_the_addresses(http, 
 
     export = (await http.get("/customers/c_42/export", headers=AUTH)).json()
     text = answer.text + repr(export)
-    for personal in (PHONE, "4155550100", EMAIL, "John", "Doe", "America/Los_Angeles"):
+    for personal in (PHONE, "4155550100", EMAIL, "John", "Doe", "America/Los_Angeles", "Love these jeans"):
         assert personal not in text
+    assert [r["rating"] for r in export["reviews"]] == [5]  # the rating stays, without the words
     profile = export["profile"]
     assert all(profile[f] is None for f in ("first_name", "last_name", "phone", "email", "birthday", "timezone"))
     assert export["consents"] == []
