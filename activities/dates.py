@@ -45,9 +45,11 @@ def occurrences(
     reminder_before: timedelta,
     since: datetime,
     until: datetime,
+    catch_up: bool = False,
 ) -> list[DateOccurrence]:
     """Every date's occurrence with a send (its reminder or its message on the day) due in [since, until), in the
-    order they are due. The reminder is measured on the local calendar, so that it too goes at `send_at`."""
+    order they are due. The reminder is measured on the local calendar, so that it too goes at `send_at`.
+    `catch_up`: a message on the day that `since` falls on, whose `send_at` has passed, is due at `since`."""
     found = []
     for told in dates:
         for year in range(since.astimezone(zone).year - 1, until.astimezone(zone).year + 2):
@@ -56,6 +58,8 @@ def occurrences(
             day = day_in(year, told.month, told.day)
             local = datetime.combine(day, send_at)
             due = instant(local, zone)
+            if catch_up and due < since and since.astimezone(zone).date() == day:
+                due = since  # told on the day itself, after `send_at`: it is still the day, so it goes now
             reminder = None if told.date_id is None else instant(local - reminder_before, zone)
             if since <= due < until or (reminder is not None and since <= reminder < until):
                 found.append(
@@ -95,6 +99,12 @@ class DatesActivities:
             dates = customer_dates(session, request.customer_id)
             zone = customer_zone(session, request.customer_id, self._default_timezone)
         found = occurrences(
-            dates, zone, time.fromisoformat(request.send_at), request.reminder_before, request.since, request.until
+            dates,
+            zone,
+            time.fromisoformat(request.send_at),
+            request.reminder_before,
+            request.since,
+            request.until,
+            request.catch_up,
         )
         return UpcomingDates(dates=len(dates), occurrences=found)

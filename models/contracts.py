@@ -293,6 +293,8 @@ class UpcomingDatesRequest(BaseModel):
     until: datetime
     send_at: str  # HH:MM in the customer's zone
     reminder_before: timedelta
+    # The journey's first read: a message due today before `since` still goes (the customer told us on the day).
+    catch_up: bool = False
 
 
 class DateOccurrence(BaseModel):

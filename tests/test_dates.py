@@ -335,6 +335,32 @@ async def test_a_moved_date_is_sent_on_its_new_day_and_not_on_its_old_one(dates:
     assert sent_days == [old - timedelta(days=7), new - timedelta(days=7), new]
 
 
+async def test_a_birthday_told_on_the_day_after_ten_still_gets_its_reward_at_once(dates: Dates):
+    now = await dates.now()
+    offset = (15 - now.hour) % 24  # a zone where it is 15:00 now
+    offset = offset - 24 if offset > 14 else offset
+    zone = f"Etc/GMT{-offset:+d}"
+    today = now.astimezone(ZoneInfo(zone)).date()
+    customer_id = unique()
+    await dates.tell(customer_id, timezone=zone, birthday=f"1990-{today:%m-%d}")
+
+    [message] = dates.messages(customer_id)
+    assert (message.step, message.status) == (f"birthday_{today.year}", MessageStatus.sent)
+    assert message.sent_at is not None and message.sent_at - now < timedelta(minutes=1)
+
+
+def test_catching_up_sends_a_message_of_the_day_since_falls_on_at_since():
+    since = datetime(2027, 3, 14, 20, tzinfo=UTC)  # 16:00 in New York, on the day, after ten
+    until = datetime(2028, 3, 20, tzinfo=UTC)
+    caught_up = occurrences([told(1, 3, 14)], NEW_YORK, TEN, timedelta(days=7), since, until, catch_up=True)
+    assert [(o.day, o.on_the_day_at) for o in caught_up] == [
+        (date(2027, 3, 14), since),
+        (date(2028, 3, 14), ten_am(date(2028, 3, 14))),
+    ]
+    later = occurrences([told(1, 3, 14)], NEW_YORK, TEN, timedelta(days=7), since, until)
+    assert [o.day for o in later] == [date(2028, 3, 14)]
+
+
 async def test_a_date_told_less_than_a_week_ahead_gets_only_its_message_on_the_day(dates: Dates):
     customer_id = unique()
     day = local_day(await dates.now(), 3)

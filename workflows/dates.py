@@ -83,7 +83,8 @@ class DatesJourney(Journey):
         while True:
             self._changed, plan = False, self._plan or journey.plan
             self.uses({channel for step in plan.all_steps() for channel in step.channels})
-            upcoming = await self._upcoming(customer_id, plan, since, until)
+            first_read = journey.since is None and resume_from == since
+            upcoming = await self._upcoming(customer_id, plan, since, until, catch_up=first_read)
             if upcoming.dates == 0:
                 return self.end("no_dates")
             sends = [
@@ -128,13 +129,16 @@ class DatesJourney(Journey):
         woke = await self._sleep_until(until, "next_year")
         return "year_done" if woke == "due" else woke
 
-    async def _upcoming(self, customer_id: str, plan: DatesPlan, since: datetime, until: datetime) -> UpcomingDates:
+    async def _upcoming(
+        self, customer_id: str, plan: DatesPlan, since: datetime, until: datetime, *, catch_up: bool
+    ) -> UpcomingDates:
         request = UpcomingDatesRequest(
             customer_id=customer_id,
             since=since,
             until=until,
             send_at=plan.send_at,
             reminder_before=plan.reminder_before,
+            catch_up=catch_up,
         )
         workflow.set_current_details("Reading the customer's dates.")
         return await workflow.execute_activity(
