@@ -30,7 +30,7 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
 
-bench: $(STAMP)  ## the benchmarks (about 15 minutes); each prints its figures and appends them to bench/RESULTS.md
+bench: $(STAMP)  ## the benchmarks (about 35 minutes); each prints its figures and appends them to bench/RESULTS.md
 	$(BIN)/python -m bench.cost
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.intake_load

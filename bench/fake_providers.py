@@ -267,6 +267,7 @@ class FakeProviders:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # a burst of new connections is queued, not reset, as a real provider's would be
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A caller killed mid-request resets its connection: expected here, not worth a traceback."""

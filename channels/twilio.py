@@ -8,8 +8,9 @@ in the recipient's quiet hours. Refusals no retry can mend raise `PermanentFailu
 A timeout or dropped connection after the POST leaves the outcome unknown: Twilio may have accepted the text.
 `send_once(message, maybe_sent=True)` looks for it first (`find_sent`) and sends only if it is not there.
 
-With `max_rate` (TWILIO_MAX_RATE), `pace()` spreads this process's sends evenly at that many per second, so that a
-campaign keeps to the sender's rate instead of meeting 429s (each one retried, with a lookup, after backoff).
+With `max_rate` (TWILIO_MAX_RATE), `pace()` spreads this process's sends evenly at that many per second, and `send`
+holds back one that bunched with others after its slot, so that a campaign keeps to the sender's rate instead of
+meeting 429s (each one retried, with a lookup, after backoff).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ class TwilioChannel:
         )
 
     def pace(self) -> None:
-        """Wait for this process's next send slot (no wait without TWILIO_MAX_RATE)."""
+        """Wait for this process's next send slot (no wait without TWILIO_MAX_RATE); called before the send locks
+        the customer."""
         if self.pacer:
             self.pacer.wait()
 
@@ -106,6 +108,8 @@ class TwilioChannel:
             found = self.find_sent(message)
             if found is not None:
                 return found
+        if self.pacer:
+            self.pacer.admit()
         with _translated_errors(posting=True):
             created = self.client.messages.create(
                 to=message.to,
@@ -144,20 +148,28 @@ class TwilioChannel:
 
 
 class RatePacer:
-    """Spreads calls from any number of threads evenly at `rate` per second: each takes the next free slot under
-    the lock, then sleeps until it outside the lock. Idle time is not saved up into a burst."""
+    """Keeps this process's sends to `rate` a second, from any number of threads, in two steps.
+
+    `wait()`, before the send takes any lock, gives each call the next free slot and sleeps until it (outside the
+    pacer's lock): queued sends hold nothing. `admit()`, just before the request, holds back one that bunched with
+    others after their slots (a process short of CPU wakes its threads late, and together): never more than `burst`
+    requests (a quarter of a second's worth) ahead of the rate. Idle time is not saved up into a burst.
+    """
 
     def __init__(
         self,
         rate: float,
+        burst: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0:
             raise ValueError(f"rate must be positive, not {rate}")
-        self.interval = 1.0 / rate
+        self.rate, self.interval = rate, 1.0 / rate
+        self.burst = max(1.0, rate / 4 if burst is None else burst)
         self._clock, self._sleep = clock, sleep
         self._next = float("-inf")
+        self._tokens, self._at = self.burst, clock()
         self._lock = threading.Lock()
 
     def wait(self) -> float:
@@ -169,6 +181,19 @@ class RatePacer:
         if slot > now:
             self._sleep(slot - now)
         return slot - now
+
+    def admit(self) -> float:
+        """Sleep until the request may go (a token bucket of `rate` a second holding `burst`, each call reserving
+        its token first, so that callers go in turn); returns the seconds waited. It rarely waits: the slots of
+        `wait()` spread the calls already."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate) - 1
+            self._at = now
+            delay = max(0.0, -self._tokens / self.rate)
+        if delay:
+            self._sleep(delay)
+        return delay
 
 
 def _http_client(timeout: float) -> TwilioHttpClient:
