@@ -22,7 +22,7 @@ from models.journeys import ConfigError, JourneysConfig, load_journeys
 from models.settings import get_settings
 from starter.campaigns import REENGAGE_SCHEDULE_ID, ensure_reengage_schedule, run_reengage_campaign
 from starter.client import connect
-from starter.demo import EVENT_KINDS, sample_event, sample_order, seed
+from starter.demo import CATALOG, EVENT_KINDS, sample_event, sample_order, seed
 from starter.dev import Ports, dev_api_token, run_dev
 from worker import ACTIVITY_THREADS, create_worker
 
@@ -103,7 +103,7 @@ def seed_command() -> None:
     engine = make_engine(settings.database_url)
     migrate(engine)
     seed(engine, config)
-    console.print("seeded: 6 products, customers c_ava (first-time), c_ben (repeat), c_cleo (VIP)")
+    console.print(f"seeded: {len(CATALOG)} products, customers c_ava (first-time), c_ben (repeat), c_cleo (VIP)")
 
 
 @app.command()

@@ -86,6 +86,9 @@ class Budget:
     max_events: int | None = None  # required of a journey that loops (continue-as-new or a step repeated)
     extra_steps: int = 0  # steps beyond its plan's (re-engagement's sunset: one activity after one more wait)
     timers_per_signal: int = 0  # a signal that moves a wait's deadline back (a cart update) sets its timer again
+    activities_per_signal: int = 0  # a signal that makes the journey read again (a dates change)
+    upserts_per_step: int = 0  # a stage per step (dates: birthday, reminder, on the day), beyond max_upserts
+    steps_are_sends: bool = False  # a looping journey: its steps are the sends it made, not its plan's
 
 
 BUDGETS: dict[str, Budget] = {
@@ -96,6 +99,10 @@ BUDGETS: dict[str, Budget] = {
     "reengage": Budget(extra_steps=1),
     "cart": Budget(timers_per_signal=1),
     "follow_through": Budget(),
+    # A year: one read of the dates, then one send (with its timer and stage) per date, and a wait for the next year.
+    "dates": Budget(
+        extra_steps=1, activities_per_signal=1, upserts_per_step=1, max_upserts=1, steps_are_sends=True, max_events=300
+    ),
 }
 
 
@@ -104,10 +111,12 @@ def over_budget(cost: Cost, steps: int, budget: Budget) -> list[str]:
     is allowed its one more activity and timer."""
     excess = []
     allowance = f" + {cost.deferrals} deferrals" if cost.deferrals else ""
-    if cost.activities + cost.activity_retries > budget.max_activities_per_step * steps + cost.deferrals:
+    reread = budget.activities_per_signal * cost.signals
+    if cost.activities + cost.activity_retries > budget.max_activities_per_step * steps + cost.deferrals + reread:
+        rereads = f" + {reread} for {cost.signals} signals" if reread else ""
         excess.append(
             f"activities: {cost.activities} scheduled + {cost.activity_retries} retries"
-            f" > {budget.max_activities_per_step} per step x {steps} steps{allowance}"
+            f" > {budget.max_activities_per_step} per step x {steps} steps{allowance}{rereads}"
         )
     rearmed = budget.timers_per_signal * cost.signals
     if cost.timers > budget.max_timers_per_step * steps + cost.deferrals + rearmed:
@@ -115,8 +124,9 @@ def over_budget(cost: Cost, steps: int, budget: Budget) -> list[str]:
         excess.append(
             f"timers: {cost.timers} > {budget.max_timers_per_step} per step x {steps} steps{allowance}{signals}"
         )
-    if cost.upserts > budget.max_upserts:
-        excess.append(f"search-attribute upserts: {cost.upserts} > {budget.max_upserts}")
+    if cost.upserts > budget.max_upserts + budget.upserts_per_step * steps:
+        per_step = f" + {budget.upserts_per_step} per step x {steps} steps" if budget.upserts_per_step else ""
+        excess.append(f"search-attribute upserts: {cost.upserts} > {budget.max_upserts}{per_step}")
     if budget.max_events is not None and cost.events > budget.max_events:
         excess.append(f"history events: {cost.events} > {budget.max_events}")
     return excess
@@ -151,6 +161,15 @@ def journey_of(history: WorkflowHistory) -> str:
 def steps_reached(history: WorkflowHistory) -> int:
     """Steps whose wait began, from the run's own input and result: the steps done, plus the one an exit
     signal cut short (a journey that ended other than "completed"), never more than its plan has."""
+    budget = BUDGETS[journey_of(history)]
+    if budget.steps_are_sends:  # a looping journey: the sends it made (deferred attempts aside), and its extra
+        sends = sum(
+            1
+            for e in history.events
+            if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+            and e.activity_task_scheduled_event_attributes.activity_type.name == "send_message"
+        )
+        return sends - count_actions(history).deferrals + budget.extra_steps
     started = _first(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)
     completed = _first(history, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED)
     arguments = _decode(started.workflow_execution_started_event_attributes.input)
@@ -159,7 +178,7 @@ def steps_reached(history: WorkflowHistory) -> int:
     plan = arguments.get("plan", arguments)
     planned = [v for value in plan.values() for v in (value if isinstance(value, list) else [value])]
     plan_steps = sum(1 for v in planned if isinstance(v, dict) and "template" in v)
-    plan_steps += BUDGETS[journey_of(history)].extra_steps
+    plan_steps += budget.extra_steps
     result: JourneyResult = _decode(completed.workflow_execution_completed_event_attributes.result, JourneyResult)
     return min(len(result.steps_done) + (result.ended != "completed"), plan_steps)
 

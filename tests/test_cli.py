@@ -17,6 +17,7 @@ from models.settings import ROOT, get_settings
 from models.tables import Customer, Order, Product
 from starter.binaries import temporal_cli
 from starter.cli import app
+from starter.demo import CATALOG
 
 runner = CliRunner()
 
@@ -38,7 +39,7 @@ def test_seed_loads_the_demo_shop_and_can_run_again(env: dict[str, str]):
         assert result.exit_code == 0, result.output
     with Session(make_engine(env["COMEBACK_DATABASE_URL"])) as session:
         assert {c.id for c in session.exec(select(Customer))} == {"c_ava", "c_ben", "c_cleo"}
-        assert len(session.exec(select(Product)).all()) == 6
+        assert len(session.exec(select(Product)).all()) == len(CATALOG)
         assert sorted(o.customer_id for o in session.exec(select(Order))) == ["c_ben"] + ["c_cleo"] * 3
 
 

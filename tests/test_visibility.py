@@ -61,15 +61,16 @@ async def test_a_journey_started_through_the_api_is_found_by_customer_journey_an
     workflow_id = await post_order(http, order_id, customer_id)
 
     assert workflow_id == f"post-purchase-{order_id}"
-    assert await find(client, f"CustomerId = '{customer_id}'", {workflow_id}) == {workflow_id}
-    assert await find(client, f"OrderId = '{order_id}'", {workflow_id}) == {workflow_id}
+    cross_sell = f"cross-sell-{order_id}"  # the order's other journey
+    assert await find(client, f"CustomerId = '{customer_id}'", {workflow_id, cross_sell}) == {workflow_id, cross_sell}
+    assert await find(client, f"OrderId = '{order_id}'", {workflow_id, cross_sell}) == {workflow_id, cross_sell}
     by_journey = f"Journey = 'post_purchase' AND CustomerId = '{customer_id}'"
     assert await find(client, by_journey, {workflow_id}) == {workflow_id}
     by_step = f"JourneyStep = 'nurture' AND OrderId = '{order_id}' AND ExecutionStatus = 'Running'"
     assert await find(client, by_step, {workflow_id}) == {workflow_id}
 
     # What the listing shows an operator, without opening the run.
-    (listed,) = [wf async for wf in client.list_workflows(f"OrderId = '{order_id}'")]
+    (listed,) = [wf async for wf in client.list_workflows(f"OrderId = '{order_id}' AND Journey = 'post_purchase'")]
     assert listed.workflow_type == "PostPurchaseJourney"
     assert listed.status == WorkflowExecutionStatus.RUNNING
     assert listed.typed_search_attributes.get(search.CUSTOMER_ID) == customer_id
@@ -79,14 +80,16 @@ async def test_a_journey_started_through_the_api_is_found_by_customer_journey_an
 async def test_queries_list_only_their_own_runs(http: httpx.AsyncClient, dev_server: WorkflowEnvironment):
     client = dev_server.client
     customer_id, other_customer = unique("c"), unique("c")
+    post_purchase = "Journey = 'post_purchase' AND "
     first = await post_order(http, unique("o"), customer_id)
-    assert await find(client, f"CustomerId = '{customer_id}'", {first}) == {first}
+    assert await find(client, f"{post_purchase}CustomerId = '{customer_id}'", {first}) == {first}
     second = await post_order(http, unique("o"), customer_id)
     other = await post_order(http, unique("o"), other_customer)
 
-    assert await find(client, f"CustomerId = '{customer_id}'", {first, second}) == {first, second}
-    assert await find(client, f"CustomerId = '{other_customer}'", {other}) == {other}
+    assert await find(client, f"{post_purchase}CustomerId = '{customer_id}'", {first, second}) == {first, second}
+    assert await find(client, f"{post_purchase}CustomerId = '{other_customer}'", {other}) == {other}
     other_order = other.removeprefix("post-purchase-")
-    assert await find(client, f"OrderId = '{other_order}'", {other}) == {other}
+    both_of_the_order = {other, f"cross-sell-{other_order}"}
+    assert await find(client, f"OrderId = '{other_order}'", both_of_the_order) == both_of_the_order
     journey_of_both = f"Journey = 'post_purchase' AND CustomerId IN ('{customer_id}', '{other_customer}')"
     assert await find(client, journey_of_both, {first, second, other}) == {first, second, other}
