@@ -30,7 +30,7 @@ from api.event_schemas import (
     OrderShipped,
     ReviewPosted,
 )
-from api.intake import upsert_products
+from api.intake import line_of, upsert_products
 from models.contracts import CartInput, CartUpdatedSignal, FollowThroughInput, OrderEventSignal
 from models.journeys import JourneysConfig
 from models.tables import Cart, CartItem, CartStatus, Customer, Event, Order, OrderItem, Review
@@ -142,18 +142,7 @@ def _update_cart(session: Session, event: CartUpdated) -> int | None:
     session.add(cart)
     session.flush()
     session.exec(delete(CartItem).where(col(CartItem.cart_id) == cart.id))  # type: ignore[call-overload]
-    session.add_all(
-        CartItem(
-            cart_id=cart.id,
-            sku=item.sku,
-            name=item.name,
-            quantity=item.quantity,
-            unit_price=item.unit_price,
-            size=item.size,
-            color=item.color,
-        )
-        for item in event.items
-    )
+    session.add_all(CartItem(cart_id=cart.id, **line_of(item)) for item in event.items)
     return len(event.items)
 
 

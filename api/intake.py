@@ -3,7 +3,7 @@ quotes, in one transaction."""
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -111,24 +111,18 @@ def _insert_order(session: Session, order: OrderIn, config: JourneysConfig) -> N
     )
     session.add(placed)
     session.flush()  # the order row exists before its items and its coupon reference it
-    session.add_all(
-        OrderItem(
-            order_id=order.order_id,
-            sku=item.sku,
-            name=item.name,
-            quantity=item.quantity,
-            unit_price=item.unit_price,
-            size=item.size,
-            color=item.color,
-        )
-        for item in order.items
-    )
+    session.add_all(OrderItem(order_id=order.order_id, **line_of(item)) for item in order.items)
     if order.coupon_code:
         redeem_coupon(session, placed, order.coupon_code)
     cart = session.get(Cart, order.cart_id) if order.cart_id else None
     if cart is not None and cart.customer_id == placed.customer_id:
         cart.status, cart.order_id = CartStatus.ordered, placed.id
         session.add(cart)
+
+
+def line_of(item: OrderItemIn) -> dict[str, Any]:
+    """What an order's or a cart's line keeps of the item posted (the product's other fields go to the catalog)."""
+    return item.model_dump(include={"sku", "name", "quantity", "unit_price", "size", "color"})
 
 
 def upsert_products(session: Session, items: list[OrderItemIn]) -> None:
