@@ -66,12 +66,8 @@ async def start_reengage(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
-                    SearchAttributePair(search.JOURNEY, ReengageJourney.journey),
-                    SearchAttributePair(search.JOURNEY_STEP, journey.plan.steps[0].stage),
-                ]
+            search_attributes=search.journey_attributes(
+                journey.customer_id, ReengageJourney.journey, journey.plan.steps[0].stage
             ),
             static_summary=(
                 f"Re-engagement of customer {journey.customer_id}, inactive for {journey.plan.inactive_days} days"

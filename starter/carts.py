@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -47,12 +47,8 @@ async def cart_activity(client: Client, task_queue: str, journey: CartInput, sig
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,  # a closed cart journey is never started again
             start_signal="cart_updated",
             start_signal_args=[signal],
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
-                    SearchAttributePair(search.JOURNEY, AbandonedCartJourney.journey),
-                    SearchAttributePair(search.JOURNEY_STEP, journey.plan.steps[0].stage),
-                ]
+            search_attributes=search.journey_attributes(
+                journey.customer_id, AbandonedCartJourney.journey, journey.plan.steps[0].stage
             ),
             static_summary=f"Abandoned-cart journey of customer {journey.customer_id} for cart {journey.cart_id}",
         )

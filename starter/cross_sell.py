@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlmodel import Session
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from models import search
@@ -42,13 +42,8 @@ async def start_cross_sell(client: Client, task_queue: str, journey: CrossSellIn
             id=cross_sell_id(journey.order_id),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
-                    SearchAttributePair(search.JOURNEY, CrossSellJourney.journey),
-                    SearchAttributePair(search.JOURNEY_STEP, journey.plan.steps[0].stage),
-                    SearchAttributePair(search.ORDER_ID, journey.order_id),
-                ]
+            search_attributes=search.journey_attributes(
+                journey.customer_id, CrossSellJourney.journey, journey.plan.steps[0].stage, journey.order_id
             ),
             static_summary=f"Cross-sell journey of customer {journey.customer_id} for order {journey.order_id}",
         )

@@ -1,7 +1,6 @@
 """The dates journey: a profile change (POST /customers, an order's customer) tells it, starting it if none runs."""
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from models import search
@@ -33,12 +32,6 @@ async def dates_changed(client: Client, task_queue: str, journey: DatesInput, *,
         task_queue=task_queue,
         start_signal="dates_changed",
         start_signal_args=[signal],
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
-                SearchAttributePair(search.JOURNEY, DatesJourney.journey),
-                SearchAttributePair(search.JOURNEY_STEP, WAITING_STAGE),
-            ]
-        ),
+        search_attributes=search.journey_attributes(journey.customer_id, DatesJourney.journey, WAITING_STAGE),
         static_summary=f"Birthday and dates journey of customer {journey.customer_id}",
     )

@@ -3,7 +3,7 @@
 import logging
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -41,13 +41,11 @@ async def order_event(client: Client, task_queue: str, journey: FollowThroughInp
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             start_signal="order_event",
             start_signal_args=[event],
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
-                    SearchAttributePair(search.JOURNEY, FollowThroughJourney.journey),
-                    SearchAttributePair(search.JOURNEY_STEP, journey.plan.stage_after(event.event)),
-                    SearchAttributePair(search.ORDER_ID, journey.order_id),
-                ]
+            search_attributes=search.journey_attributes(
+                journey.customer_id,
+                FollowThroughJourney.journey,
+                journey.plan.stage_after(event.event),
+                journey.order_id,
             ),
             static_summary=f"Order follow-through of customer {journey.customer_id} for order {journey.order_id}",
         )

@@ -6,7 +6,7 @@ from collections.abc import Awaitable
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -51,13 +51,8 @@ async def start_post_purchase(
             id=post_purchase_id(journey.order_id),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
-                    SearchAttributePair(search.JOURNEY, PostPurchaseJourney.journey),
-                    SearchAttributePair(search.JOURNEY_STEP, journey.plan.steps[0].stage),
-                    SearchAttributePair(search.ORDER_ID, journey.order_id),
-                ]
+            search_attributes=search.journey_attributes(
+                journey.customer_id, PostPurchaseJourney.journey, journey.plan.steps[0].stage, journey.order_id
             ),
             static_summary=f"Post-purchase journey of customer {journey.customer_id} for order {journey.order_id}",
         )

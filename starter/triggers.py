@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlmodel import Session, col, select
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -118,13 +118,6 @@ async def start_trigger(client: Client, task_queue: str, journey: TriggerInput, 
         client, browsed_ids(journey.customer_id, journey.step, on)[1:]
     ):
         return False
-    attributes = [
-        SearchAttributePair(search.CUSTOMER_ID, journey.customer_id),
-        SearchAttributePair(search.JOURNEY, TriggerJourney.journey),
-        SearchAttributePair(search.JOURNEY_STEP, journey.step.stage),
-    ]
-    if journey.order_id is not None:
-        attributes.append(SearchAttributePair(search.ORDER_ID, journey.order_id))
     try:
         await client.start_workflow(
             TriggerJourney.run,
@@ -132,7 +125,9 @@ async def start_trigger(client: Client, task_queue: str, journey: TriggerInput, 
             id=trigger_id(journey, on),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(attributes),
+            search_attributes=search.journey_attributes(
+                journey.customer_id, TriggerJourney.journey, journey.step.stage, journey.order_id
+            ),
             static_summary=_summary(journey),
         )
     except WorkflowAlreadyStartedError:
