@@ -1,8 +1,5 @@
 """Starting cross-sell journeys: one per order, started at order intake."""
 
-from datetime import timedelta
-
-from sqlmodel import Session
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -10,7 +7,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from models import search
 from models.contracts import CrossSellInput
 from models.journeys import JourneysConfig
-from models.store import recent_order_ids
 from workflows.cross_sell import CrossSellJourney
 
 
@@ -21,16 +17,6 @@ def cross_sell_id(order_id: str) -> str:
 def cross_sell_input(config: JourneysConfig, customer_id: str, order_id: str) -> CrossSellInput:
     """The order's journey with a snapshot of today's plan."""
     return CrossSellInput(customer_id=customer_id, order_id=order_id, plan=config.journeys.cross_sell)
-
-
-def cross_sell_horizon(config: JourneysConfig) -> timedelta:
-    """How long after its order a cross-sell may still be running (a deferred last step included)."""
-    return config.journeys.cross_sell.steps[-1].after + timedelta(days=1)
-
-
-def running_cross_sells(session: Session, customer_ids: list[str], config: JourneysConfig) -> list[str]:
-    """The ids of the customers' cross-sells that may still be running: whom a purchase or an opt-out tells."""
-    return [cross_sell_id(o) for o in recent_order_ids(session, customer_ids, cross_sell_horizon(config))]
 
 
 async def start_cross_sell(client: Client, task_queue: str, journey: CrossSellInput) -> bool:
