@@ -252,7 +252,8 @@ async def test_a_told_date_gets_a_reminder_a_week_ahead_with_its_label_and_a_mes
     handle = await dates.tell(customer_id, dates=[sams_birthday(day.month, day.day)])
     [date_id] = date_ids(dates.shop.engine, customer_id)
 
-    await dates.env.sleep(ten_am(day) - await dates.now() - timedelta(days=7, minutes=1))
+    # 10:00 local a week ahead, on the local calendar: a DST change within the week moves it an hour in UTC.
+    await dates.env.sleep(ten_am(day - timedelta(days=7)) - await dates.now() - timedelta(minutes=1))
     assert dates.messages(customer_id) == []
     await dates.env.sleep(timedelta(minutes=2))
     [reminder] = dates.messages(customer_id)
